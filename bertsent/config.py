@@ -1,0 +1,198 @@
+"""The single source of defaults: a dataclass that CLI flags and an optional TOML file map onto."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import tomllib
+
+from bertsent.errors import fail
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRUNCATIONS = ("head", "tail", "head+tail")
+
+
+def _f(default: Any, help: str, **kw: Any) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs. Defaults were chosen by measurement (see README)."""
+
+    # what to train on
+    model: str = _f("sentence-transformers/all-MiniLM-L6-v2", "hub id or local model folder")
+    data: str = _f("stanfordnlp/imdb", "hub dataset id, or a folder of train/test parquet, "
+                   "csv or jsonl files, or an aclImdb/ folder")
+    text_column: str = _f("text", "name of the text column")
+    label_column: str = _f("label", "name of the integer label column")
+    num_labels: int = _f(2, "number of classes (labels are 0..num_labels-1)")
+    train_samples: int | None = _f(None, "shuffled training reviews to use (default: all)")
+    val_samples: int = _f(500, "reviews carved from train for validation / model selection")
+    eval_samples: int | None = _f(None, "shuffled test reviews for the final report (default: all)")
+    max_length: int = _f(256, "tokens per review after truncation")
+    truncation: str = _f("head+tail", "which tokens to keep from long reviews",
+                         choices=TRUNCATIONS)
+    # optimisation
+    epochs: int = _f(1, "passes over the training set")
+    batch_size: int = _f(8, "micro-batch size per process")
+    eval_batch_size: int = _f(64, "batch size for evaluation")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    lr: float = _f(1e-4, "peak learning rate")
+    weight_decay: float = _f(0.01, "decoupled weight decay on weight matrices only")
+    warmup_ratio: float = _f(0.1, "fraction of optimizer steps spent warming up linearly")
+    max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps (sets the schedule)")
+    freeze_embeddings: bool = _f(False, "do not train the word embeddings")
+    group_by_length: bool = _f(True, "batch reviews of similar length together")
+    seed: int = _f(42, "seed for shuffling, subsets, dropout and the classifier head")
+    # machine
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
+                        choices=PRECISIONS)
+    compile: bool = _f(False, "torch.compile the model (sequence lengths are bucketed)")
+    num_workers: int = _f(0, "DataLoader worker processes")
+    # outputs
+    run_name: str | None = _f(None, "name of the run (default: <model>-<timestamp>)")
+    runs_dir: str = _f("runs", "TensorBoard log root")
+    checkpoint_dir: str = _f("checkpoints", "checkpoint root")
+    cache_dir: str = _f("~/.cache/bertsent", "where tokenised datasets are cached")
+    log_every: int = _f(10, "optimizer steps between training scalars")
+    save_every: int = _f(200, "optimizer steps between checkpoints (0: epoch ends only)")
+    eval_every: int = _f(0, "optimizer steps between validations (0: epoch ends only)")
+    keep_last: int = _f(2, "step checkpoints kept besides the best model")
+    sanity_eval_batches: int = _f(2, "validation batches run before training (0 disables)")
+    # resuming and faults
+    resume: str | None = _f(None, "'latest' or a checkpoint folder to continue from")
+    resume_force: bool = _f(False, "resume even when safe-to-change settings differ")
+    skip_nonfinite: bool = _f(False, "skip updates whose loss or gradient is NaN/inf")
+
+    def validate(self) -> TrainConfig:
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "max_length",
+                     "num_labels"):
+            if getattr(self, name) <= 0:
+                fail(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
+        if self.num_labels < 2:
+            fail(f"--num-labels must be at least 2, got {self.num_labels}")
+        if not self.lr > 0:
+            fail(f"--lr must be positive, got {self.lr}")
+        for name in ("train_samples", "eval_samples", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                fail(f"--{_flag(name)} must be positive, got {value}")
+        for name in ("val_samples", "weight_decay", "max_grad_norm", "save_every",
+                     "eval_every", "log_every", "num_workers", "sanity_eval_batches"):
+            if getattr(self, name) < 0:
+                fail(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
+        if self.keep_last < 1:
+            fail(f"--keep-last must be at least 1, got {self.keep_last}")
+        if not 0 <= self.warmup_ratio < 1:
+            fail(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.max_length < 8:
+            fail(f"--max-length must be at least 8 tokens, got {self.max_length}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> tuple[type, bool]:
+    """(int, True) for `int | None`; (float, False) for `float`."""
+    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0], True
+    return tp, False
+
+
+def _optional(kind: type) -> Any:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argparse.ArgumentParser:
+    """One --flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
+    parser = OneLineParser(prog=prog, description=cls.__doc__,
+                           argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins)")
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        kind, optional = _base_type(hints[f.name])
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction,
+                                help=help_text)
+        else:
+            parser.add_argument(f"--{_flag(f.name)}", type=_optional(kind) if optional else kind,
+                                choices=f.metadata.get("choices"), help=help_text,
+                                metavar=f.name.upper())
+    return parser
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        fail(f"config file {path} does not exist: pass an existing TOML file to --config")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"config file {path} is not valid TOML ({exc}): fix the syntax")
+    except OSError as exc:
+        fail(f"config file {path} cannot be read ({exc.strerror}): check the path")
+
+
+def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = "config") -> Any:
+    """Build a config from a dict, checking key names and value types."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            fail(f"{source}: unknown key '{key}': valid keys are the --flags, e.g. batch_size")
+        kind, optional = _base_type(hints[name])
+        if value is None and optional:
+            kwargs[name] = None
+            continue
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            fail(f"{source}: '{key}' must be {kind.__name__}, got {type(value).__name__} "
+                 f"{value!r}")
+        choices = known[name].metadata.get("choices")
+        if choices and value not in choices:
+            fail(f"{source}: '{key}' must be one of {', '.join(choices)}, got {value!r}")
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
+    """Only the settings the user gave: CLI flags over an optional TOML file (checked)."""
+    args = vars(build_parser().parse_args(argv))
+    config_path = args.pop("config", None)
+    file_values = load_toml(config_path) if config_path else {}
+    from_mapping(file_values, source=f"config file {config_path}")  # check the file's keys alone
+    return {**{k.replace("-", "_"): v for k, v in file_values.items()}, **args}
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """CLI flags over an optional TOML file over dataclass defaults."""
+    return from_mapping(parse_overrides(argv)).validate()

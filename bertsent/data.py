@@ -1,0 +1,262 @@
+"""Datasets in, padded tensor batches out: loading, validation, seeded subsets, cached
+tokenisation with head/tail truncation, and the dynamic-padding collate function."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pyarrow.compute as pc
+import torch
+from datasets import Dataset, DatasetDict
+
+from bertsent.errors import fail
+
+FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
+datasets.disable_progress_bars()
+
+
+# ---------------------------------------------------------------- loading raw text + label
+def _looks_like_path(data: str) -> bool:
+    return data.startswith((".", "/", "~")) or data.count("/") != 1 or os.sep in data[:1]
+
+
+def _split_files(folder: Path, split: str) -> tuple[str, list[str]] | None:
+    pattern = re.compile(rf"^{split}([-_.][^/]*)?\.({'|'.join(FORMATS)})$")
+    for ext, fmt in FORMATS.items():
+        files = sorted(str(p) for p in folder.rglob(f"*.{ext}") if pattern.match(p.name))
+        if files:
+            return fmt, files
+    return None
+
+
+def _load_aclimdb(folder: Path) -> DatasetDict:
+    """The original aclImdb/ layout: {train,test}/{neg,pos}/<id>_<rating>.txt."""
+    def split(name: str) -> Dataset:
+        texts, labels = [], []
+        for label, sub in enumerate(("neg", "pos")):
+            files = sorted((folder / name / sub).glob("*.txt"),
+                           key=lambda p: (len(p.stem), p.stem))
+            for path in files:
+                try:
+                    texts.append(path.read_text(encoding="utf-8"))
+                except UnicodeDecodeError:
+                    fail(f"{path} is not UTF-8 text: re-encode the file as UTF-8")
+                labels.append(label)
+        return Dataset.from_dict({"text": texts, "label": labels})
+
+    return DatasetDict(train=split("train"), test=split("test"))
+
+
+def load_raw(data: str) -> DatasetDict:
+    """Return a DatasetDict with 'train' and 'test' from a hub id or a local folder."""
+    path = Path(data).expanduser()
+    if path.is_dir():
+        for root in (path, path / "aclImdb"):
+            if (root / "train" / "pos").is_dir() and (root / "test" / "pos").is_dir():
+                return _load_aclimdb(root)
+        found = {s: _split_files(path, s) for s in ("train", "test")}
+        missing = [s for s, f in found.items() if f is None]
+        if missing:
+            fail(f"data folder {data} has no {' or '.join(missing)} file: add "
+                 f"{missing[0]}.parquet (or .csv/.jsonl), or an aclImdb/ train/test tree")
+        fmts = {f[0] for f in found.values() if f}
+        if len(fmts) > 1:
+            fail(f"data folder {data} mixes file formats {sorted(fmts)}: use one format")
+        files = {s: f[1] for s, f in found.items() if f}
+        try:
+            return datasets.load_dataset(fmts.pop(), data_files=files)
+        except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fail(f"cannot read the data files in {data} ({first[:200]}): check that they are "
+                 "valid UTF-8 parquet, csv or jsonl")
+    if path.exists():
+        fail(f"--data {data} is a file: pass the folder that holds the train/test files")
+    if _looks_like_path(data):
+        fail(f"data path {data} does not exist: pass a folder with train/test files "
+             "(e.g. ../shared/data/imdb) or a hub dataset id")
+    try:
+        loaded = datasets.load_dataset(data)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        fail(f"cannot load dataset '{data}' from the Hugging Face hub "
+             f"({type(exc).__name__}): pass a local --data folder such as ../shared/data/imdb")
+    if not isinstance(loaded, DatasetDict) or not {"train", "test"} <= set(loaded):
+        fail(f"dataset '{data}' has no train and test splits: pass one that has both")
+    return DatasetDict(train=loaded["train"], test=loaded["test"])
+
+
+def check_split(ds: Dataset, name: str, text_column: str, label_column: str,
+                num_labels: int) -> Dataset:
+    """Fail with one line on missing columns, bad labels or empty texts; return text/label."""
+    for column, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
+        if column not in ds.column_names:
+            fail(f"the {name} split has no column '{column}' (columns: "
+                 f"{', '.join(ds.column_names)}): pass {flag} with the right name")
+    if len(ds) == 0:
+        fail(f"the {name} split is empty: give it at least one row")
+    texts = ds.data.column(text_column)
+    labels = ds.data.column(label_column)
+    if texts.null_count:
+        fail(f"the {name} split has {texts.null_count} missing texts in '{text_column}': "
+             "drop or fill those rows")
+    if not str(texts.type).startswith(("string", "large_string")):
+        fail(f"column '{text_column}' holds {texts.type}, not text: pass the text column")
+    empty = pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)).as_py() or 0
+    if empty:
+        fail(f"the {name} split has {empty} empty texts: drop those rows")
+    if labels.null_count or not str(labels.type).startswith(("int", "uint")):
+        fail(f"column '{label_column}' must hold integer labels 0..{num_labels - 1} "
+             f"(found {labels.type}, {labels.null_count} missing): map them to integers")
+    lo, hi = pc.min(labels).as_py(), pc.max(labels).as_py()
+    if lo < 0 or hi >= num_labels:
+        fail(f"the {name} split has labels in [{lo}, {hi}] but --num-labels is {num_labels}: "
+             f"labels must be 0..{num_labels - 1}")
+    keep = [c for c in ds.column_names if c not in (text_column, label_column)]
+    ds = ds.remove_columns(keep)
+    if text_column != "text":
+        ds = ds.rename_column(text_column, "text")
+    if label_column != "label":
+        ds = ds.rename_column(label_column, "label")
+    return ds
+
+
+# ---------------------------------------------------------------- seeded subsets
+@dataclass(frozen=True)
+class SubsetIndices:
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+
+
+def subset_indices(n_train: int, n_test: int, train_samples: int | None, val_samples: int,
+                   eval_samples: int | None, seed: int) -> SubsetIndices:
+    """Shuffle with the seed, carve validation off the front of train, then take the subsets.
+
+    Validation comes first so that it does not change when --train-samples does.
+    """
+    perm = np.random.default_rng(seed).permutation(n_train)
+    if val_samples >= n_train:
+        fail(f"--val-samples {val_samples} leaves no training data from {n_train} rows: "
+             "lower --val-samples")
+    val, rest = perm[:val_samples], perm[val_samples:]
+    if train_samples is not None and train_samples > len(rest):
+        fail(f"--train-samples {train_samples} is larger than the {len(rest)} training rows "
+             f"left after --val-samples {val_samples}: lower it or omit it to use all")
+    train = rest[:train_samples] if train_samples is not None else rest
+    test_perm = np.random.default_rng(seed + 1).permutation(n_test)
+    if eval_samples is not None and eval_samples > n_test:
+        fail(f"--eval-samples {eval_samples} is larger than the test split ({n_test} rows): "
+             "lower it or omit it to use all")
+    test = test_perm[:eval_samples] if eval_samples is not None else np.arange(n_test)
+    return SubsetIndices(train=train, val=val, test=test)
+
+
+# ---------------------------------------------------------------- tokenisation
+def truncate_ids(ids: list[int], budget: int, strategy: str) -> list[int]:
+    """Keep `budget` tokens: the head, the tail, or a quarter head + three quarters tail."""
+    if len(ids) <= budget:
+        return ids
+    if strategy == "head":
+        return ids[:budget]
+    if strategy == "tail":
+        return ids[len(ids) - budget:]
+    head = budget // 4
+    return ids[:head] + ids[len(ids) - (budget - head):]
+
+
+def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a single text ([CLS] / [SEP] for BERT)."""
+    plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    full = tokenizer("hello", add_special_tokens=True)["input_ids"]
+    for i in range(len(full) - len(plain) + 1):
+        if full[i : i + len(plain)] == plain:
+            return full[:i], full[i + len(plain):]
+    raise ValueError("cannot locate the text between the tokenizer's special tokens")
+
+
+def encode_texts(texts: list[str], tokenizer, max_length: int, truncation: str) -> list[list[int]]:
+    """Token ids with special tokens, at most max_length long."""
+    prefix, suffix = special_tokens(tokenizer)
+    budget = max_length - len(prefix) - len(suffix)
+    if truncation == "head":  # the tokenizer can stop early: much faster on long reviews
+        enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget)
+    else:
+        enc = tokenizer(texts, add_special_tokens=False, verbose=False)
+    return [prefix + truncate_ids(ids, budget, truncation) + suffix for ids in enc["input_ids"]]
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    blob = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Token ids and labels held in memory; an item is (index, ids, label)."""
+
+    def __init__(self, input_ids: list[np.ndarray], labels: np.ndarray):
+        self.input_ids = input_ids
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def __getitem__(self, i: int) -> tuple[int, np.ndarray, int]:
+        return i, self.input_ids[i], int(self.labels[i])
+
+
+def tokenize(ds: Dataset, tokenizer, max_length: int, truncation: str,
+             cache_dir: str | None) -> EncodedDataset:
+    """Tokenise once with datasets.map(batched=True), cached on disk by data, tokenizer and
+    max length, so later runs (and the other entry points) reuse it."""
+    key = hashlib.sha256(
+        f"v1|{ds._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{truncation}"
+        .encode()).hexdigest()[:24]
+    kwargs = {}
+    if cache_dir:
+        folder = Path(cache_dir).expanduser()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            kwargs = {"cache_file_name": str(folder / f"tokens-{key}.arrow")}
+        except OSError:
+            kwargs = {}  # an unwritable cache only costs time
+    encoded = ds.map(
+        lambda batch: {"input_ids": encode_texts(batch["text"], tokenizer, max_length,
+                                                 truncation)},
+        batched=True, batch_size=1000, remove_columns=["text"], new_fingerprint=key,
+        desc="tokenising", **kwargs)
+    ids = encoded.data.column("input_ids")
+    arrays = [np.asarray(x, dtype=np.int64) for x in ids.to_pylist()]
+    return EncodedDataset(arrays, encoded.data.column("label").to_numpy())
+
+
+# ---------------------------------------------------------------- batching
+class Collator:
+    """Dynamic padding: each batch is padded to its longest review, rounded up to a multiple
+    (8 for tensor cores / AMX tiles, 64 under torch.compile so shapes repeat)."""
+
+    def __init__(self, pad_id: int, multiple: int = 8, max_length: int | None = None):
+        self.pad_id, self.multiple, self.max_length = pad_id, multiple, max_length
+
+    def __call__(self, items: list[tuple[int, np.ndarray, int]]) -> dict[str, torch.Tensor]:
+        longest = max(len(ids) for _, ids, _ in items)
+        width = -(-longest // self.multiple) * self.multiple
+        if self.max_length is not None:
+            width = max(longest, min(width, self.max_length))
+        input_ids = np.full((len(items), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(items), width), dtype=np.int64)
+        for row, (_, ids, _) in enumerate(items):
+            input_ids[row, : len(ids)] = ids
+            mask[row, : len(ids)] = 1
+        return {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask),
+            "labels": torch.tensor([label for _, _, label in items], dtype=torch.long),
+            "index": torch.tensor([i for i, _, _ in items], dtype=torch.long),
+        }

@@ -1,0 +1,30 @@
+"""User-facing errors: one clear line, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+
+class UserError(Exception):
+    """A problem with what the user asked for; the message names the problem and the fix."""
+
+
+def fail(message: str) -> NoReturn:
+    raise UserError(message)
+
+
+def run_cli(entry: Callable[[], int | None]) -> int:
+    """Run a CLI entry point, turning a UserError into one line on stderr and exit status 2.
+
+    KeyboardInterrupt without a handler of our own exits 130 quietly (no traceback).
+    """
+    try:
+        return int(entry() or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,34 @@
+"""Classification metrics over a whole evaluation set (never averaged per batch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+
+def compute_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2) -> dict:
+    """Loss, accuracy, F1, precision and recall (positive class for binary, macro otherwise)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    labels = np.asarray(labels, dtype=np.int64)
+    preds = logits.argmax(axis=-1)
+    average = "binary" if num_labels == 2 else "macro"
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        labels, preds, average=average, labels=list(range(num_labels)) if average != "binary"
+        else None, zero_division=0)
+    loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
+    return {
+        "loss": float(loss),
+        "accuracy": float(accuracy_score(labels, preds)),
+        "f1": float(f1),
+        "precision": float(precision),
+        "recall": float(recall),
+        "samples": int(len(labels)),
+    }
+
+
+def confusion(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2) -> list[list[int]]:
+    """Rows are true labels, columns predicted labels."""
+    preds = np.asarray(logits).argmax(axis=-1)
+    return confusion_matrix(labels, preds, labels=list(range(num_labels))).tolist()

@@ -1,0 +1,89 @@
+"""Tokenizer and sequence-classification model, from a hub id or a local folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from bertsent.errors import fail
+
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+BINARY_LABELS = {0: "negative", 1: "positive"}
+META_FILE = "bertsent.json"  # training settings stored beside a saved model
+
+
+def label_names(num_labels: int) -> dict[int, str]:
+    return dict(BINARY_LABELS) if num_labels == 2 else {i: f"LABEL_{i}" for i in range(num_labels)}
+
+
+def _where(name: str) -> str:
+    """What to tell the user when `name` cannot be loaded."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return (f"{name} is not a complete model folder (it needs config.json, the weights and "
+                "the tokenizer files): pass a folder written by save_pretrained or bertsent")
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return f"model path {name} does not exist: pass a model folder or a hub id"
+    return (f"cannot load model '{name}' from the Hugging Face hub (offline?): pass a local "
+            "--model folder such as ../shared/models/minilm-l6")
+
+
+def load_tokenizer(name: str):
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except Exception:  # noqa: BLE001 - hub, file and format errors all mean the same to a user
+        fail(_where(name))
+
+
+def load_model(name: str, num_labels: int) -> torch.nn.Module:
+    """AutoModelForSequenceClassification with named labels and SDPA attention."""
+    names = label_names(num_labels)
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except Exception:  # noqa: BLE001
+        fail(_where(name))
+    if getattr(config, "num_labels", num_labels) != num_labels and \
+            (Path(name) / META_FILE).exists():
+        fail(f"model {name} was trained with {config.num_labels} labels but --num-labels is "
+             f"{num_labels}: pass the matching --num-labels")
+    kwargs = dict(num_labels=num_labels, id2label=names,
+                  label2id={v: k for k, v in names.items()})
+    for attn in ("sdpa", None):
+        try:
+            extra = {"attn_implementation": attn} if attn else {}
+            return AutoModelForSequenceClassification.from_pretrained(name, **kwargs, **extra)
+        except ValueError as exc:
+            if attn and "sdpa" in str(exc).lower():
+                continue  # this architecture has no SDPA path: use its default attention
+            fail(f"cannot build a classifier from {name} ({str(exc).splitlines()[0][:160]}): "
+                 "pass a BERT-family model")
+        except Exception:  # noqa: BLE001
+            fail(_where(name))
+    raise AssertionError("unreachable")
+
+
+def read_meta(folder: str) -> dict:
+    """Training settings (max length, truncation) saved with a model by bertsent, if any."""
+    path = Path(folder).expanduser() / META_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        fail(f"{path} is unreadable: delete it or re-export the model")
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain model inside DDP and torch.compile wrappers (so state dicts have no prefix)."""
+    while True:
+        if hasattr(model, "module"):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model

@@ -1,0 +1,68 @@
+"""Device, precision and seeding: the machine-facing choices, made once per run."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from bertsent.errors import fail
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        fail(f"--device {name} is not a device: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        fail(f"--device {name} asked for CUDA but none is available: use --device cpu")
+    return device
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16)."""
+    cpu = getattr(torch._C, "_cpu", None)
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+        return "amx_bf16" in flags or "avx512_bf16" in flags
+    except OSError:
+        return False
+
+
+def pick_precision(name: str, device: torch.device) -> str:
+    """auto: bf16 where the hardware multiplies bf16 natively, else fp32."""
+    if name != "auto":
+        if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            fail("--precision bf16 is not supported by this GPU: use fp16 or fp32")
+        return name
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+AutocastFactory = Callable[[], contextlib.AbstractContextManager]
+
+
+def autocast_for(precision: str, device: torch.device) -> AutocastFactory:
+    """A zero-argument factory of autocast contexts (weights stay fp32; matmuls run low)."""
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,87 @@
+"""Batch samplers whose epoch order is a pure function of (seed, epoch) and whose position can
+be saved and restored mid-epoch; they shard each global batch across data-parallel ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+
+def shuffled_batches(lengths: np.ndarray, global_batch: int, seed: int, epoch: int,
+                     group_by_length: bool, mega_batch_factor: int = 50,
+                     min_batch: int = 1) -> list[np.ndarray]:
+    """The epoch's global batches, the same for any world size.
+
+    With group_by_length, a seeded permutation is cut into mega-batches of
+    `mega_batch_factor` batches, each sorted by length and cut into batches, and the batch order
+    is shuffled again: batches hold reviews of similar length (little padding) yet stay random.
+    A last batch smaller than `min_batch` (the world size) joins the one before it.
+    """
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    perm = torch.randperm(len(lengths), generator=g).numpy()
+    if group_by_length:
+        mega = global_batch * mega_batch_factor
+        chunks = [perm[i : i + mega] for i in range(0, len(perm), mega)]
+        perm = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
+    batches = [perm[i : i + global_batch] for i in range(0, len(perm), global_batch)]
+    if len(batches) > 1 and len(batches[-1]) < min_batch:
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    if group_by_length:
+        order = torch.randperm(len(batches), generator=g).numpy()
+        batches = [batches[i] for i in order]
+    return batches
+
+
+def shard(batch: np.ndarray, world_size: int, rank: int) -> list[int]:
+    """This rank's contiguous share of a global batch (sizes differ by at most one)."""
+    return np.array_split(batch, world_size)[rank].tolist()
+
+
+class TrainBatchSampler(Sampler[list[int]]):
+    """Yields this rank's part of each global batch, resuming from `position` within `epoch`."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, *, seed: int,
+                 group_by_length: bool = True, world_size: int = 1, rank: int = 0):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.group_by_length = batch_size, seed, group_by_length
+        self.world_size, self.rank = world_size, rank
+        self.epoch, self.position = 0, 0
+
+    def global_batches(self) -> list[np.ndarray]:
+        return shuffled_batches(self.lengths, self.batch_size * self.world_size, self.seed,
+                                self.epoch, self.group_by_length, min_batch=self.world_size)
+
+    def set_epoch(self, epoch: int, position: int = 0) -> None:
+        self.epoch, self.position = epoch, position
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.set_epoch(int(state["epoch"]), int(state["position"]))
+
+    def __len__(self) -> int:
+        return len(self.global_batches()) - self.position
+
+    def __iter__(self):
+        batches = self.global_batches()
+        for i in range(self.position, len(batches)):
+            self.position = i + 1
+            yield shard(batches[i], self.world_size, self.rank)
+
+
+class EvalBatchSampler(Sampler[list[int]]):
+    """Longest reviews first, in big batches (little padding); ranks take every N-th batch,
+    so each review is evaluated exactly once across ranks."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, world_size: int = 1, rank: int = 0):
+        order = np.argsort(-np.asarray(lengths), kind="stable")
+        batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
+        self.batches = batches[rank::world_size]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        return iter(self.batches)

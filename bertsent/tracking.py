@@ -1,0 +1,59 @@
+"""TensorBoard logging (rank 0 only), with the optimizer step as the x-axis everywhere."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class RunLogger:
+    """A SummaryWriter that continues cleanly after a resume.
+
+    `purge_step` drops events at or after the resumed step that the interrupted run wrote, so
+    every step appears exactly once in TensorBoard.
+    """
+
+    def __init__(self, log_dir: Path | None, purge_step: int | None = None):
+        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step) if log_dir else None
+
+    def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
+        if self.writer:
+            for name, value in values.items():
+                if isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"{prefix}/{name}", value, step)
+
+    def text(self, tag: str, text: str, step: int) -> None:
+        if self.writer:
+            self.writer.add_text(tag, text, step)
+
+    def config(self, config: dict[str, Any], step: int = 0) -> None:
+        if self.writer:
+            self.writer.add_text("config", "```\n" + json.dumps(config, indent=2) + "\n```", step)
+
+    def hparams(self, config: dict[str, Any], metrics: dict[str, float]) -> None:
+        """Hyperparameters beside the final metrics, in the same run folder."""
+        if self.writer:
+            hp = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                  for k, v in config.items()}
+            self.writer.add_hparams(hp, {f"hparam/{k}": v for k, v in metrics.items()},
+                                    run_name=".")
+
+    def pr_curve(self, tag: str, labels, probs, step: int) -> None:
+        if self.writer:
+            self.writer.add_pr_curve(tag, labels, probs, step)
+
+    def figure(self, tag: str, figure, step: int) -> None:
+        if self.writer:
+            self.writer.add_figure(tag, figure, step)
+
+    def flush(self) -> None:
+        if self.writer:
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+            self.writer = None

@@ -1,0 +1,427 @@
+"""python -m bertsent.train: setup -> fit -> validate -> test, readable top to bottom."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from bertsent import checkpoint as ckpt
+from bertsent import distributed as D
+from bertsent.config import TrainConfig, from_mapping, parse_overrides
+from bertsent.data import Collator, EncodedDataset, check_split, load_raw, subset_indices, tokenize
+from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
+from bertsent.errors import fail, run_cli
+from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
+from bertsent.optim import build_optimizer, lr_at
+from bertsent.resume import check_compatible
+from bertsent.runtime import autocast_for, pick_device, pick_precision, seed_everything
+from bertsent.sampling import EvalBatchSampler, TrainBatchSampler
+from bertsent.tracking import RunLogger
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps taken
+    epoch: int = 0
+    batch_in_epoch: int = 0  # global micro-batches consumed this epoch: the sampler position
+    samples_seen: int = 0
+    train_seconds: float = 0.0
+    best_metric: float = -math.inf
+    best_step: int = -1
+    skipped_steps: int = 0
+
+
+@dataclass
+class Hooks:
+    """Test hooks: stop as if SIGTERM arrived after this optimizer step."""
+
+    stop_after_step: int | None = None
+
+
+@dataclass
+class Run:
+    """Everything fit() needs, built by the setup_* functions."""
+
+    cfg: TrainConfig
+    dist: D.DistInfo
+    device: torch.device
+    precision: str
+    tokenizer: Any
+    model: torch.nn.Module  # possibly compiled / DDP-wrapped
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
+    sampler: TrainBatchSampler
+    train_loader: torch.utils.data.DataLoader
+    val_loader: torch.utils.data.DataLoader | None
+    test_loader: torch.utils.data.DataLoader
+    total_steps: int
+    warmup_steps: int
+    run_dir: Path  # checkpoints/<run-name>
+    logger: RunLogger
+    history: list[tuple[int, float]] = field(default_factory=list)
+    stop_signal: int | None = None
+
+
+def say(dist: D.DistInfo, message: str) -> None:
+    if dist.is_main:
+        print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- setup
+def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo
+               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset]:
+    """Load, check, subset and tokenise; rank 0 fills the token cache before the others read."""
+    raw = load_raw(cfg.data)
+    train = check_split(raw["train"], "train", cfg.text_column, cfg.label_column, cfg.num_labels)
+    test = check_split(raw["test"], "test", cfg.text_column, cfg.label_column, cfg.num_labels)
+    idx = subset_indices(len(train), len(test), cfg.train_samples, cfg.val_samples,
+                         cfg.eval_samples, cfg.seed)
+    if not dist.is_main:
+        D.barrier()
+    enc = {name: tokenize(ds.select(ix), tokenizer, cfg.max_length, cfg.truncation,
+                          cfg.cache_dir) if len(ix) else None
+           for name, ds, ix in (("train", train, idx.train), ("val", train, idx.val),
+                                ("test", test, idx.test))}
+    if dist.is_main:
+        D.barrier()
+    return enc["train"], enc["val"], enc["test"]
+
+
+def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D.DistInfo
+                ) -> torch.utils.data.DataLoader:
+    sampler = EvalBatchSampler(ds.lengths, cfg.eval_batch_size, dist.world_size, dist.rank)
+    return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
+                                       num_workers=cfg.num_workers)
+
+
+def setup_model(cfg: TrainConfig, device: torch.device):
+    tokenizer = load_tokenizer(cfg.model)
+    model = load_model(cfg.model, cfg.num_labels)
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and cfg.max_length > limit:
+        fail(f"--max-length {cfg.max_length} exceeds what {cfg.model} supports ({limit}): "
+             f"pass --max-length {limit} or less")
+    if cfg.freeze_embeddings:
+        unwrap(model).get_input_embeddings().weight.requires_grad_(False)
+    return tokenizer, model.to(device)
+
+
+def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
+    """Create (or, on resume, reuse) runs/<name> and checkpoints/<name>; refuse to overwrite."""
+    run_dir = Path(cfg.checkpoint_dir) / cfg.run_name
+    log_dir = Path(cfg.runs_dir) / cfg.run_name
+    if not resuming and (ckpt.step_checkpoints(run_dir) or (run_dir / "metrics.json").exists()):
+        fail(f"run {cfg.run_name} already exists in {cfg.checkpoint_dir}: pass --resume latest "
+             "to continue it, or a new --run-name")
+    for folder, flag in ((run_dir, "--checkpoint-dir"), (log_dir, "--runs-dir")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-test-{id(folder)}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            fail(f"cannot write to {folder} ({exc.strerror}): pass a writable {flag}")
+    return run_dir, log_dir
+
+
+def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
+              resume_state: dict | None) -> tuple[Run, Progress]:
+    precision = pick_precision(cfg.precision, device)
+    seed_everything(cfg.seed)  # the classifier head's init depends on it
+    tokenizer, model = setup_model(cfg, device)
+    train_ds, val_ds, test_ds = setup_data(cfg, tokenizer, dist)
+    collate = Collator(tokenizer.pad_token_id or 0, 64 if cfg.compile else 8, cfg.max_length)
+    sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
+                                group_by_length=cfg.group_by_length,
+                                world_size=dist.world_size, rank=dist.rank)
+    train_loader = torch.utils.data.DataLoader(
+        train_ds, batch_sampler=sampler, collate_fn=collate, num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG untouched
+    steps_per_epoch = math.ceil(len(sampler.global_batches()) / cfg.grad_accum)
+    total = steps_per_epoch * cfg.epochs
+    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    progress = Progress()
+    if resume_state is not None:
+        unwrap(model).load_state_dict(resume_state["model"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        if scaler is not None and resume_state.get("scaler"):
+            scaler.load_state_dict(resume_state["scaler"])
+        progress = Progress(**resume_state["progress"])
+        ckpt.set_rng_state(resume_state["rng"])
+
+    run_dir, log_dir = setup_run_dirs(cfg, resume_state is not None)
+    if cfg.compile:
+        model = torch.compile(model, dynamic=False)
+    if dist.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    logger = RunLogger(log_dir if dist.is_main else None,
+                       purge_step=progress.step + 1 if resume_state is not None else None)
+    run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
+              train_loader, eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
+              eval_loader(test_ds, cfg, collate, dist), total,
+              round(cfg.warmup_ratio * total), run_dir, logger)
+    return run, progress
+
+
+# ---------------------------------------------------------------- checkpoints of a run
+def save_state(run: Run, progress: Progress) -> Path | None:
+    """Rank 0 writes checkpoints/<run>/step-N atomically, then prunes old ones."""
+    folder = run.run_dir / f"{ckpt.STEP_PREFIX}{progress.step}"
+    if run.dist.is_main:
+        state = {
+            "model": unwrap(run.model).state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler else None,
+            "progress": asdict(progress),
+            "rng": ckpt.rng_state(),
+            "config": run.cfg.to_dict(),
+            "world_size": run.dist.world_size,
+            "sampler": {"epoch": progress.epoch, "position": progress.batch_in_epoch},
+        }
+        try:
+            ckpt.save_checkpoint(folder, state)
+        except OSError as exc:
+            prev = ckpt.step_checkpoints(run.run_dir)
+            fail(f"saving checkpoint {folder} failed ({exc.strerror or exc}): free disk space "
+                 f"or pass another --checkpoint-dir; the previous checkpoint "
+                 f"{prev[-1] if prev else '(none)'} is intact")
+        ckpt.prune(run.run_dir, run.cfg.keep_last)
+    D.barrier()
+    return folder
+
+
+def save_model(run: Run, folder: Path, metrics: dict) -> None:
+    """Hugging Face format with tokenizer and training settings: loads in `pipeline`."""
+    if not run.dist.is_main:
+        return
+    meta = {"max_length": run.cfg.max_length, "truncation": run.cfg.truncation,
+            "metrics": metrics, "config": run.cfg.to_dict()}
+
+    def write(tmp: Path) -> None:
+        unwrap(run.model).save_pretrained(tmp)
+        run.tokenizer.save_pretrained(tmp)
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+
+    try:
+        ckpt.atomic_folder(folder, write)
+    except OSError as exc:
+        fail(f"saving the model to {folder} failed ({exc.strerror or exc}): free disk space "
+             "or pass another --checkpoint-dir")
+
+
+# ---------------------------------------------------------------- the loop
+def validate(run: Run, loader, step: int, prefix: str = "val",
+             max_batches: int | None = None) -> EvalResult:
+    gather = D.all_gather_objects if run.dist.enabled else None
+    result = evaluate(run.model, loader, run.device, num_labels=run.cfg.num_labels,
+                      autocast=autocast_for(run.precision, run.device),
+                      max_batches=max_batches, desc=prefix, gather=gather)
+    if max_batches is None:
+        run.logger.scalars(prefix, result.metrics, step)
+    return result
+
+
+def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
+    """Train until the planned steps are done; False if stopped early by a signal or hook."""
+    cfg, autocast = run.cfg, autocast_for(run.precision, run.device)
+    reduce = D.all_reduce_sum if run.dist.enabled else None
+    bar = tqdm(total=run.total_steps, initial=progress.step, desc="train", disable=None
+               if run.dist.is_main else True, dynamic_ncols=True)
+    run.model.train()
+    while progress.step < run.total_steps:
+        run.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
+        sizes = [len(b) for b in run.sampler.global_batches()]
+        batches = iter(run.train_loader)
+        while progress.batch_in_epoch < len(sizes) and progress.step < run.total_steps:
+            start = time.perf_counter()
+            window = sizes[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
+            micro = [to_device(next(batches), run.device) for _ in window]
+            lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
+                       total_steps=run.total_steps)
+            try:
+                result = train_step(run.model, run.optimizer, micro, lr=lr, num_items=sum(window),
+                                    max_grad_norm=cfg.max_grad_norm, autocast=autocast,
+                                    scaler=run.scaler, world_size=run.dist.world_size,
+                                    skip_nonfinite=cfg.skip_nonfinite, all_reduce=reduce)
+            except NonFiniteError as exc:
+                last = ckpt.step_checkpoints(run.run_dir)
+                fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr or "
+                     f"check the data, or pass --skip-nonfinite; the last good checkpoint "
+                     f"{last[-1] if last else '(none)'} is intact")
+            progress.step += 1
+            progress.batch_in_epoch += len(window)
+            progress.samples_seen += result.num_items
+            progress.train_seconds += time.perf_counter() - start
+            progress.skipped_steps += result.skipped
+            epoch_end = progress.batch_in_epoch == len(sizes)
+            if epoch_end:
+                progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
+            run.history.append((progress.step, result.loss))
+            done = progress.step >= run.total_steps
+            log_now = progress.step % cfg.log_every == 0 if cfg.log_every else False
+            if log_now or done:
+                sps = progress.samples_seen / max(progress.train_seconds, 1e-9)
+                run.logger.scalars("train", {"loss": result.loss, "lr": lr,
+                                             "grad_norm": result.grad_norm,
+                                             "samples_per_second": sps,
+                                             "skipped_steps": progress.skipped_steps},
+                                   progress.step)
+                bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
+            bar.update(1)
+            if run.val_loader is not None and (epoch_end or done or (
+                    cfg.eval_every and progress.step % cfg.eval_every == 0)):
+                metrics = validate(run, run.val_loader, progress.step).metrics
+                if metrics["accuracy"] > progress.best_metric:
+                    progress.best_metric, progress.best_step = metrics["accuracy"], progress.step
+                    save_model(run, run.run_dir / "best", {"val": metrics,
+                                                           "step": progress.step})
+                run.model.train()
+            stop = run.stop_signal is not None or hooks.stop_after_step == progress.step
+            if run.dist.enabled:
+                stop = bool(D.all_reduce_sum(torch.tensor(float(stop))).item())
+            if epoch_end or done or stop or (cfg.save_every and progress.step % cfg.save_every
+                                             == 0):
+                save_state(run, progress)
+            if stop:
+                bar.close()
+                return False
+    bar.close()
+    return True
+
+
+# ---------------------------------------------------------------- entry points
+def _install_signal_handlers(run: Run) -> None:
+    """First SIGINT/SIGTERM: finish the step, checkpoint, exit. Second: exit at once (safe:
+    checkpoints are written atomically)."""
+    def handler(signum, frame):
+        if run.stop_signal is not None:
+            sys.exit(128 + signum)
+        run.stop_signal = signum
+        say(run.dist, f"\n{signal.Signals(signum).name}: finishing this step and saving a "
+                      "checkpoint (again to quit at once)")
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
+def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
+    """The config to run with: on resume, the checkpoint's settings under the user's flags."""
+    cfg = from_mapping(overrides).validate()
+    if not cfg.resume:
+        return cfg, None
+    if cfg.resume == "latest":
+        folder, notes = ckpt.find_latest(Path(cfg.checkpoint_dir), cfg.run_name)
+        for note in notes:
+            print(note, file=sys.stderr)
+    else:
+        folder = Path(cfg.resume)
+    state = ckpt.load_checkpoint(folder)
+    saved = state["config"]
+    merged = {**saved, **overrides, "run_name": saved["run_name"]}
+    cfg = from_mapping(merged).validate()
+    check_compatible(saved, state.get("world_size", 1), cfg, D.world_size_from_env())
+    print(f"resuming {cfg.run_name} from {folder} (step {state['progress']['step']})",
+          file=sys.stderr)
+    return cfg, state
+
+
+def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict[str, Any]:
+    """Run a whole training job; returns the final metrics (and writes metrics.json)."""
+    hooks = hooks or Hooks()
+    overrides = cfg if isinstance(cfg, dict) else {k: v for k, v in cfg.to_dict().items()}
+    cfg, resume_state = resolve_resume(overrides)
+    device = pick_device(cfg.device)
+    dist = D.setup_distributed(device.type)
+    if dist.enabled and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+        torch.cuda.set_device(device)
+    if not cfg.run_name:
+        name = f"{Path(cfg.model.rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        cfg.run_name = D.broadcast_object(name) if dist.enabled else name
+    run, progress = build_run(cfg, dist, device, resume_state)
+    if dist.is_main:
+        (run.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        run.logger.config(cfg.to_dict(), progress.step)
+    say(dist, f"run {cfg.run_name}: {len(run.sampler.lengths)} train reviews, "
+              f"{run.total_steps} steps, {run.precision} on {device}, "
+              f"world size {dist.world_size}")
+    if run.val_loader is not None and cfg.sanity_eval_batches:
+        validate(run, run.val_loader, progress.step, max_batches=cfg.sanity_eval_batches)
+    _install_signal_handlers(run)
+    try:
+        finished = fit(run, progress, hooks)
+    finally:
+        run.logger.flush()
+    if not finished:
+        run.logger.close()
+        say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.run_dir}: "
+                  "continue with --resume latest")
+        code = 128 + (run.stop_signal or signal.SIGTERM)
+        return {"interrupted": True, "step": progress.step, "exit_code": code,
+                "history": run.history, "run_name": cfg.run_name}
+    return finish(run, progress)
+
+
+def finish(run: Run, progress: Progress) -> dict[str, Any]:
+    """Save the final model, reload the best one, and report it on the test split."""
+    cfg = run.cfg
+    save_model(run, run.run_dir / "final", {"step": progress.step})
+    best_dir = run.run_dir / ("best" if progress.best_step >= 0 else "final")
+    D.barrier()
+    best = load_model(str(best_dir), cfg.num_labels).to(run.device)
+    unwrap(run.model).load_state_dict(best.state_dict())
+    del best
+    test = validate(run, run.test_loader, progress.step, prefix="test")
+    metrics = {k: test.metrics[k] for k in ("accuracy", "f1", "precision", "recall", "loss")}
+    result = {
+        **metrics,
+        "test_samples": test.metrics["samples"],
+        "val_accuracy": progress.best_metric if progress.best_step >= 0 else None,
+        "best_step": progress.best_step,
+        "steps": progress.step,
+        "train_samples_per_second": progress.samples_seen / max(progress.train_seconds, 1e-9),
+        "train_seconds": progress.train_seconds,
+        "skipped_steps": progress.skipped_steps,
+        "precision_mode": run.precision,
+        "world_size": run.dist.world_size,
+        "run_name": cfg.run_name,
+        "best_model_dir": str(best_dir),
+    }
+    if run.dist.is_main:
+        (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        run.logger.hparams(cfg.to_dict(), {**metrics, "val_accuracy": result["val_accuracy"]
+                                           or 0.0})
+    run.logger.close()
+    return {**result, "history": run.history}
+
+
+def main(argv: list[str] | None = None) -> int:
+    def entry() -> int:
+        result = train(parse_overrides(argv))
+        result.pop("history")
+        if not result.get("interrupted") and D.is_main_env():
+            print(json.dumps(result), flush=True)
+        D.teardown()
+        return result.get("exit_code", 0)
+
+    return run_cli(entry)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
