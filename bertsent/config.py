@@ -184,12 +184,13 @@ def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = 
     return cls(**kwargs)
 
 
-def parse_overrides(argv: list[str] | None = None) -> dict[str, Any]:
+def parse_overrides(argv: list[str] | None = None, cls: type = TrainConfig,
+                    prog: str = "bertsent.train") -> dict[str, Any]:
     """Only the settings the user gave: CLI flags over an optional TOML file (checked)."""
-    args = vars(build_parser().parse_args(argv))
+    args = vars(build_parser(cls, prog).parse_args(argv))
     config_path = args.pop("config", None)
     file_values = load_toml(config_path) if config_path else {}
-    from_mapping(file_values, source=f"config file {config_path}")  # check the file's keys alone
+    from_mapping(file_values, cls, source=f"config file {config_path}")  # the file's keys alone
     return {**{k.replace("-", "_"): v for k, v in file_values.items()}, **args}
 
 

@@ -4,6 +4,7 @@ tokenisation with head/tail truncation, and the dynamic-padding collate function
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -148,12 +149,18 @@ def subset_indices(n_train: int, n_test: int, train_samples: int | None, val_sam
         fail(f"--train-samples {train_samples} is larger than the {len(rest)} training rows "
              f"left after --val-samples {val_samples}: lower it or omit it to use all")
     train = rest[:train_samples] if train_samples is not None else rest
-    test_perm = np.random.default_rng(seed + 1).permutation(n_test)
-    if eval_samples is not None and eval_samples > n_test:
-        fail(f"--eval-samples {eval_samples} is larger than the test split ({n_test} rows): "
-             "lower it or omit it to use all")
-    test = test_perm[:eval_samples] if eval_samples is not None else np.arange(n_test)
-    return SubsetIndices(train=train, val=val, test=test)
+    return SubsetIndices(train=train, val=val, test=test_subset(n_test, eval_samples, seed))
+
+
+def test_subset(n_test: int, samples: int | None, seed: int, flag: str = "--eval-samples"
+                ) -> np.ndarray:
+    """The shuffled test reviews a run reports on (all of them, in order, by default)."""
+    if samples is None:
+        return np.arange(n_test)
+    if samples > n_test:
+        fail(f"{flag} {samples} is larger than the test split ({n_test} rows): lower it or "
+             "omit it to use all")
+    return np.random.default_rng(seed + 1).permutation(n_test)[:samples]
 
 
 # ---------------------------------------------------------------- tokenisation
@@ -191,8 +198,14 @@ def encode_texts(texts: list[str], tokenizer, max_length: int, truncation: str) 
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
+    """Identity of what the tokenizer produces (not of its transient truncation/padding state)."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    blob = backend.to_str() if backend is not None else repr(sorted(tokenizer.get_vocab().items()))
+    if backend is not None:
+        spec = json.loads(backend.to_str())
+        spec["truncation"] = spec["padding"] = None
+        blob = json.dumps(spec, sort_keys=True)
+    else:
+        blob = repr(sorted(tokenizer.get_vocab().items()))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -67,6 +67,24 @@ def load_model(name: str, num_labels: int) -> torch.nn.Module:
     raise AssertionError("unreachable")
 
 
+def load_trained(folder: str) -> torch.nn.Module:
+    """A fine-tuned classifier with the label count and names it was saved with."""
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except Exception:  # noqa: BLE001
+        fail(_where(folder))
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, attn_implementation="sdpa")
+    except ValueError:
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+    except Exception:  # noqa: BLE001
+        fail(_where(folder))
+    if config.num_labels < 2:
+        fail(f"{folder} is not a classification model: pass a folder written by bertsent.train")
+    return model.eval()
+
+
 def read_meta(folder: str) -> dict:
     """Training settings (max length, truncation) saved with a model by bertsent, if any."""
     path = Path(folder).expanduser() / META_FILE

@@ -9,14 +9,14 @@ from torch.utils.data import Sampler
 
 
 def shuffled_batches(lengths: np.ndarray, global_batch: int, seed: int, epoch: int,
-                     group_by_length: bool, mega_batch_factor: int = 50,
-                     min_batch: int = 1) -> list[np.ndarray]:
+                     group_by_length: bool, mega_batch_factor: int = 50) -> list[np.ndarray]:
     """The epoch's global batches, the same for any world size.
 
     With group_by_length, a seeded permutation is cut into mega-batches of
     `mega_batch_factor` batches, each sorted by length and cut into batches, and the batch order
     is shuffled again: batches hold reviews of similar length (little padding) yet stay random.
-    A last batch smaller than `min_batch` (the world size) joins the one before it.
+    A short last batch joins the one before it, so that every batch can be split across
+    any number of ranks (up to the batch size) and the order never depends on the world size.
     """
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     perm = torch.randperm(len(lengths), generator=g).numpy()
@@ -25,7 +25,7 @@ def shuffled_batches(lengths: np.ndarray, global_batch: int, seed: int, epoch: i
         chunks = [perm[i : i + mega] for i in range(0, len(perm), mega)]
         perm = np.concatenate([c[np.argsort(-lengths[c], kind="stable")] for c in chunks])
     batches = [perm[i : i + global_batch] for i in range(0, len(perm), global_batch)]
-    if len(batches) > 1 and len(batches[-1]) < min_batch:
+    if len(batches) > 1 and len(batches[-1]) < global_batch:
         batches[-2:] = [np.concatenate(batches[-2:])]
     if group_by_length:
         order = torch.randperm(len(batches), generator=g).numpy()
@@ -50,7 +50,7 @@ class TrainBatchSampler(Sampler[list[int]]):
 
     def global_batches(self) -> list[np.ndarray]:
         return shuffled_batches(self.lengths, self.batch_size * self.world_size, self.seed,
-                                self.epoch, self.group_by_length, min_batch=self.world_size)
+                                self.epoch, self.group_by_length)
 
     def set_epoch(self, epoch: int, position: int = 0) -> None:
         self.epoch, self.position = epoch, position

@@ -1,0 +1,131 @@
+"""python -m bertsent.predict: label texts with a saved model (arguments, --file or stdin)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+
+import torch
+
+from bertsent.config import from_mapping, parse_overrides
+from bertsent.data import Collator, encode_texts
+from bertsent.errors import fail, run_cli
+from bertsent.model import load_tokenizer, load_trained, read_meta
+from bertsent.runtime import autocast_for, pick_device
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class PredictConfig:
+    """Predict the sentiment of texts with a model saved by bertsent.train."""
+
+    model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
+    file: str | None = _f(None, "read texts from this file, one per line")
+    json: bool = _f(False, "print one JSON object per line")
+    batch_size: int = _f(32, "texts per forward pass")
+    max_length: int | None = _f(None, "default: the length the model was trained with")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _f("fp32", "fp32 (matches transformers.pipeline), bf16 or fp16",
+                        choices=("fp32", "bf16", "fp16"))
+
+
+@torch.inference_mode()
+def predict_proba(model, tokenizer, texts: list[str], *, max_length: int, truncation: str,
+                  batch_size: int, device: torch.device, precision: str = "fp32"
+                  ) -> torch.Tensor:
+    """Softmax probabilities, (len(texts), num_labels), in input order."""
+    ids = encode_texts(texts, tokenizer, max_length, truncation)
+    collate = Collator(tokenizer.pad_token_id or 0, 1)
+    autocast = autocast_for(precision, device)
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # little padding per batch
+    out = torch.empty(len(ids), model.config.num_labels)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        batch = collate([(i, ids[i], 0) for i in chunk])
+        with autocast():
+            logits = model(input_ids=batch["input_ids"].to(device),
+                           attention_mask=batch["attention_mask"].to(device)).logits
+        out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+    return out
+
+
+def read_texts(cfg: PredictConfig, texts: list[str]) -> list[str]:
+    if cfg.file:
+        try:
+            with open(cfg.file, encoding="utf-8") as fh:
+                texts = texts + [line.rstrip("\n") for line in fh]
+        except FileNotFoundError:
+            fail(f"--file {cfg.file} does not exist: pass a text file with one review per line")
+        except UnicodeDecodeError:
+            fail(f"--file {cfg.file} is not UTF-8 text: re-encode it as UTF-8")
+        except OSError as exc:
+            fail(f"--file {cfg.file} cannot be read ({exc.strerror}): check the path")
+    elif not texts:
+        if sys.stdin is None or sys.stdin.isatty():
+            fail("no texts to predict: pass them as arguments, with --file, or on stdin")
+        texts = [line.rstrip("\n") for line in sys.stdin]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        fail("no texts to predict (the input is empty): give at least one non-empty text")
+    return texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    def entry() -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        flags, texts = _split_positional(args)
+        cfg = from_mapping(parse_overrides(flags, PredictConfig, "bertsent.predict"),
+                           cls=PredictConfig)
+        if not cfg.model:
+            fail("--model is required: pass a model folder such as checkpoints/<run>/best")
+        if cfg.batch_size <= 0:
+            fail(f"--batch-size must be positive, got {cfg.batch_size}")
+        texts = read_texts(cfg, texts)
+        meta = read_meta(cfg.model)
+        device = pick_device(cfg.device)
+        tokenizer, model = load_tokenizer(cfg.model), load_trained(cfg.model).to(device)
+        probs = predict_proba(model, tokenizer, texts,
+                              max_length=cfg.max_length or meta.get("max_length", 512),
+                              truncation=meta.get("truncation", "head"),
+                              batch_size=cfg.batch_size, device=device, precision=cfg.precision)
+        names = [model.config.id2label[i] for i in range(probs.shape[1])]
+        for text, p in zip(texts, probs.tolist(), strict=True):
+            label = names[max(range(len(p)), key=p.__getitem__)]
+            if cfg.json:
+                print(json.dumps({"text": text, "label": label,
+                                  "probabilities": dict(zip(names, p, strict=True))}))
+            else:
+                shown = " ".join(f"{n}={v:.4f}" for n, v in zip(names, p, strict=True))
+                print(f"{label:<8}  {shown}  {text[:70]}")
+        return 0
+
+    return run_cli(entry)
+
+
+def _split_positional(args: list[str]) -> tuple[list[str], list[str]]:
+    """Separate texts from flags (argparse would take a text that starts with '-' as a flag)."""
+    flags, texts, i = [], [], 0
+    takes_value = {"--model", "--file", "--batch-size", "--max-length", "--device",
+                   "--precision", "--config"}
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            texts += args[i + 1:]
+            break
+        if arg.startswith("--"):
+            flags.append(arg)
+            if arg in takes_value and i + 1 < len(args):
+                flags.append(args[i + 1])
+                i += 1
+        else:
+            texts.append(arg)
+        i += 1
+    return flags, texts
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+import pytest
+
+from bertsent.config import TrainConfig, parse_config, parse_overrides
+from bertsent.errors import UserError
+
+
+def test_defaults_come_from_the_dataclass():
+    assert parse_config([]) == TrainConfig()
+
+
+def test_cli_flags_map_onto_fields():
+    cfg = parse_config(["--lr", "3e-5", "--train-samples", "100", "--no-group-by-length",
+                        "--truncation", "tail"])
+    assert (cfg.lr, cfg.train_samples, cfg.group_by_length, cfg.truncation) == \
+        (3e-5, 100, False, "tail")
+
+
+def test_toml_file_under_cli(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('lr = 0.001\nbatch_size = 4\nmodel = "m"\n')
+    cfg = parse_config(["--config", str(path), "--batch-size", "16"])
+    assert (cfg.lr, cfg.batch_size, cfg.model) == (0.001, 16, "m")
+
+
+def test_overrides_hold_only_given_settings(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("epochs = 3\n")
+    assert parse_overrides(["--config", str(path), "--seed", "1"]) == {"epochs": 3, "seed": 1}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("lr = [1", "not valid TOML"),
+    ("learning_rate = 1.0", "unknown key 'learning_rate'"),
+    ('batch_size = "8"', "'batch_size' must be int"),
+    ("group_by_length = 1", "'group_by_length' must be bool"),
+    ('precision = "fp8"', "'precision' must be one of"),
+])
+def test_bad_config_files(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        parse_config(["--config", str(path)])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--batch-size", "0"], "--batch-size must be positive"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--epochs", "0"], "--epochs must be positive"),
+    (["--max-length", "0"], "--max-length must be positive"),
+    (["--warmup-ratio", "1.5"], "--warmup-ratio"),
+    (["--train-samples", "-5"], "--train-samples must be positive"),
+])
+def test_bad_values(flags, message):
+    with pytest.raises(UserError, match=message):
+        parse_config(flags)
+
+
+def test_bad_flag_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_config(["--lr", "fast"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid float value" in err[0]

@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from transformers import AutoModelForSequenceClassification
+
+from bertsent.data import Collator
+from bertsent.engine import NonFiniteError, evaluate, train_step
+from bertsent.metrics import compute_metrics
+
+torch.use_deterministic_algorithms(False)
+
+
+def load(tiny_model_dir, dropout=True):
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    if not dropout:
+        for m in model.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+    return model
+
+
+def batch_of(n, seed, length=12):
+    g = torch.Generator().manual_seed(seed)
+    items = []
+    for i in range(n):
+        size = int(torch.randint(4, length, (1,), generator=g))
+        ids = torch.randint(5, 40, (size,), generator=g).numpy()
+        items.append((i, np.concatenate([[2], ids, [3]]), i % 2))
+    return Collator(0, 8)(items)
+
+
+def split(batch, parts):
+    n = len(batch["labels"])
+    bounds = np.linspace(0, n, parts + 1).astype(int)
+    return [{k: v[a:b] for k, v in batch.items()} for a, b in zip(bounds, bounds[1:])]
+
+
+def test_one_step_lowers_the_loss_and_a_few_overfit(tiny_model_dir):
+    model = load(tiny_model_dir, dropout=False)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    batch = batch_of(8, 0)
+    before = evaluate(model, [batch], torch.device("cpu")).metrics["loss"]
+    train_step(model, opt, [batch], lr=1e-4, num_items=8)
+    assert evaluate(model, [batch], torch.device("cpu")).metrics["loss"] < before
+    losses = [train_step(model, opt, [batch], lr=3e-3, num_items=8).loss for _ in range(40)]
+    assert losses[-1] < 0.05
+    result = evaluate(model, [batch], torch.device("cpu"))
+    assert result.metrics["accuracy"] == 1.0
+
+
+def test_accumulation_equals_the_big_batch(tiny_model_dir):
+    big = batch_of(12, 1)
+    a, b = load(tiny_model_dir, dropout=False), load(tiny_model_dir, dropout=False)
+    opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3)
+    ra = train_step(a, opt_a, [big], lr=1e-3, num_items=12)
+    rb = train_step(b, opt_b, split(big, 3), lr=1e-3, num_items=12)  # K=3 micro-batches of 4
+    assert ra.loss == pytest.approx(rb.loss, rel=1e-6)
+    assert ra.grad_norm == pytest.approx(rb.grad_norm, rel=1e-5)
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_uneven_last_window_is_weighted_per_sample(tiny_model_dir):
+    big = batch_of(7, 2)
+    a, b = load(tiny_model_dir, dropout=False), load(tiny_model_dir, dropout=False)
+    opt_a = torch.optim.AdamW(a.parameters(), lr=1e-3)
+    opt_b = torch.optim.AdamW(b.parameters(), lr=1e-3)
+    train_step(a, opt_a, [big], lr=1e-3, num_items=7)
+    train_step(b, opt_b, split(big, 2), lr=1e-3, num_items=7)  # 3 + 4 samples
+    for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+
+
+def test_clipping_caps_the_gradient_and_lr_is_applied(tiny_model_dir):
+    model = load(tiny_model_dir)
+    opt = torch.optim.AdamW(model.parameters(), lr=1.0)
+    train_step(model, opt, [batch_of(4, 3)], lr=0.123, num_items=4, max_grad_norm=1e-3)
+    assert all(g["lr"] == 0.123 for g in opt.param_groups)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_nonfinite_loss_stops_or_skips(tiny_model_dir):
+    model = load(tiny_model_dir)
+    with torch.no_grad():
+        model.classifier.weight.fill_(float("nan"))
+    before = model.bert.pooler.dense.weight.clone()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(NonFiniteError):
+        train_step(model, opt, [batch_of(4, 4)], lr=1e-3, num_items=4)
+    result = train_step(model, opt, [batch_of(4, 4)], lr=1e-3, num_items=4,
+                        skip_nonfinite=True)
+    assert result.skipped
+    torch.testing.assert_close(model.bert.pooler.dense.weight, before)
+
+
+def test_metrics_equal_sklearn_on_known_logits():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(101, 2)).astype(np.float32)
+    labels = rng.integers(0, 2, size=101)
+    preds = logits.argmax(1)
+    m = compute_metrics(logits, labels)
+    assert m["accuracy"] == pytest.approx(accuracy_score(labels, preds))
+    assert m["f1"] == pytest.approx(f1_score(labels, preds))
+    assert m["precision"] == pytest.approx(precision_score(labels, preds))
+    assert m["recall"] == pytest.approx(recall_score(labels, preds))
+    expected = -np.mean(np.log(np.exp(logits[np.arange(101), labels]) / np.exp(logits).sum(1)))
+    assert m["loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_metrics_on_a_single_class_do_not_crash():
+    m = compute_metrics(np.array([[2.0, 0.0], [1.0, 0.0]]), np.array([0, 0]))
+    assert m["accuracy"] == 1.0 and m["f1"] == 0.0
+
+
+def test_evaluate_scores_the_whole_set_not_batch_means(tiny_model_dir):
+    model = load(tiny_model_dir)
+    batches = split(batch_of(10, 5), 3)
+    result = evaluate(model, batches, torch.device("cpu"))
+    assert result.metrics["samples"] == 10 and result.indices.tolist() == list(range(10))
+    direct = compute_metrics(result.logits, result.labels)
+    assert result.metrics == direct

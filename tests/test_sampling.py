@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from bertsent.sampling import EvalBatchSampler, TrainBatchSampler, shuffled_batches
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_every_sample_once_per_epoch_and_epochs_differ(group):
+    lengths = np.random.default_rng(0).integers(5, 300, size=103)
+    a = shuffled_batches(lengths, 8, seed=1, epoch=0, group_by_length=group)
+    b = shuffled_batches(lengths, 8, seed=1, epoch=1, group_by_length=group)
+    assert sorted(np.concatenate(a).tolist()) == list(range(103))
+    assert [x.tolist() for x in a] != [x.tolist() for x in b]
+    assert [x.tolist() for x in a] == [x.tolist() for x in
+                                       shuffled_batches(lengths, 8, 1, 0, group)]
+
+
+def test_length_grouping_cuts_padding():
+    lengths = np.random.default_rng(0).integers(5, 500, size=2000)
+
+    def padded(batches):
+        return sum(len(b) * lengths[b].max() for b in batches)
+
+    plain = padded(shuffled_batches(lengths, 16, 3, 0, group_by_length=False))
+    grouped = padded(shuffled_batches(lengths, 16, 3, 0, group_by_length=True))
+    assert grouped < 0.7 * plain
+
+
+@pytest.mark.parametrize("group", [False, True])
+def test_sampler_state_restores_mid_epoch(group):
+    lengths = np.arange(50) % 17 + 1
+    sampler = TrainBatchSampler(lengths, 4, seed=5, group_by_length=group)
+    sampler.set_epoch(2)
+    it = iter(sampler)
+    first = [next(it) for _ in range(5)]
+    state = sampler.state_dict()
+    rest = list(it)
+    restored = TrainBatchSampler(lengths, 4, seed=5, group_by_length=group)
+    restored.load_state_dict(state)
+    assert state == {"epoch": 2, "position": 5}
+    assert len(restored) == len(rest) and list(restored) == rest
+    assert sorted(sum(first + rest, [])) == list(range(50))
+
+
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_cover_the_global_batches(world):
+    lengths = np.arange(37) + 1
+    single = TrainBatchSampler(lengths, 2 * world, seed=0, group_by_length=True)
+    ranks = [TrainBatchSampler(lengths, 2, seed=0, group_by_length=True, world_size=world,
+                               rank=r) for r in range(world)]
+    for global_batch, *parts in zip(single, *ranks, strict=True):
+        assert sum(parts, []) == global_batch and all(parts)
+
+
+def test_eval_sampler_splits_the_set_exactly_once():
+    lengths = np.random.default_rng(1).integers(1, 100, size=29)
+    for world in (1, 2, 3, 4):
+        seen = [i for r in range(world) for b in EvalBatchSampler(lengths, 4, world, r)
+                for i in b]
+        assert sorted(seen) == list(range(29))
