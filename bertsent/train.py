@@ -102,7 +102,8 @@ def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D
                 ) -> torch.utils.data.DataLoader:
     sampler = EvalBatchSampler(ds.lengths, cfg.eval_batch_size, dist.world_size, dist.rank)
     return torch.utils.data.DataLoader(ds, batch_sampler=sampler, collate_fn=collate,
-                                       num_workers=cfg.num_workers)
+                                       num_workers=cfg.num_workers,
+                                       generator=torch.Generator())  # not the global RNG
 
 
 def setup_model(cfg: TrainConfig, device: torch.device):
@@ -301,6 +302,8 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
             if stop:
                 bar.close()
                 return False
+            if epoch_end:
+                break  # the next epoch gets a new order and a new iterator
     bar.close()
     return True
 

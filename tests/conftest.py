@@ -21,9 +21,9 @@ SHARED = Path(os.environ.get("BERTSENT_SHARED", Path(__file__).resolve().parents
 
 
 def make_review(rng: random.Random, label: int) -> str:
-    words = [rng.choice(NEUTRAL) for _ in range(rng.randint(3, 30))]
+    words = [rng.choice(NEUTRAL) for _ in range(rng.randint(2, 8))]
     cue = POSITIVE if label else NEGATIVE
-    for _ in range(rng.randint(1, 3)):
+    for _ in range(rng.randint(2, 4)):
         words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
     return " ".join(words) + rng.choice([".", "!"])
 
@@ -64,7 +64,7 @@ def tiny_config(tiny_model_dir, tiny_data_dir, tmp_path) -> dict:
     """Settings for a seconds-long CPU training run on the tiny model and data."""
     return dict(model=str(tiny_model_dir), data=str(tiny_data_dir), train_samples=96,
                 val_samples=32, eval_samples=40, epochs=2, batch_size=8, eval_batch_size=16,
-                lr=5e-3, max_length=48, precision="fp32", device="cpu", seed=7,
+                lr=1e-2, max_length=48, precision="fp32", device="cpu", seed=7,
                 save_every=4, log_every=1, run_name="tiny", sanity_eval_batches=1,
                 runs_dir=str(tmp_path / "runs"), checkpoint_dir=str(tmp_path / "ckpt"),
                 cache_dir=str(tmp_path / "cache"))

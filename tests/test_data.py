@@ -101,7 +101,7 @@ def test_tokenize_is_cached_on_disk(tiny_model_dir, tmp_path):
     first = tokenize(ds, tok, 32, "head", str(tmp_path))
     assert len(list(tmp_path.glob("tokens-*.arrow"))) == 1
     again = tokenize(ds, tok, 32, "head", str(tmp_path))
-    assert all(np.array_equal(x, y) for x, y in zip(first.input_ids, again.input_ids))
+    assert all(np.array_equal(x, y) for x, y in zip(first.input_ids, again.input_ids, strict=True))
     tokenize(ds, tok, 24, "head", str(tmp_path))
     assert len(list(tmp_path.glob("tokens-*.arrow"))) == 2
 

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -34,7 +36,7 @@ def batch_of(n, seed, length=12):
 def split(batch, parts):
     n = len(batch["labels"])
     bounds = np.linspace(0, n, parts + 1).astype(int)
-    return [{k: v[a:b] for k, v in batch.items()} for a, b in zip(bounds, bounds[1:])]
+    return [{k: v[a:b] for k, v in batch.items()} for a, b in itertools.pairwise(bounds)]
 
 
 def test_one_step_lowers_the_loss_and_a_few_overfit(tiny_model_dir):

@@ -1,0 +1,106 @@
+"""Whole training runs on the tiny model: outputs, checkpoints, and exact resume."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bertsent import checkpoint as ckpt
+from bertsent.errors import UserError
+from bertsent.train import Hooks, train
+
+
+def weights(folder):
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_training_run_writes_everything(tiny_config, tmp_path):
+    result = train(tiny_config)
+    run_dir = tmp_path / "ckpt" / "tiny"
+    assert result["accuracy"] > 0.8 and result["val_accuracy"] > 0.8  # the tiny task is easy
+    assert result["test_samples"] == 40 and result["steps"] == 24
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["accuracy"] == result["accuracy"] and saved["best_model_dir"].endswith("best")
+    assert json.loads((run_dir / "config.json").read_text())["lr"] == tiny_config["lr"]
+    steps = sorted(ckpt.step_of(p) for p in ckpt.step_checkpoints(run_dir))
+    assert steps == [20, 24]  # --keep-last 2
+    assert all(ckpt.verify(run_dir / f"step-{s}") is None for s in steps)
+    for name in ("best", "final"):
+        assert (run_dir / name / "config.json").is_file()
+        assert (run_dir / name / "tokenizer.json").is_file()
+    tb = EventAccumulator(str(tmp_path / "runs" / "tiny"))
+    tb.Reload()
+    assert [e.step for e in tb.Scalars("train/loss")] == list(range(1, 25))
+    for tag in ("train/lr", "train/grad_norm", "train/samples_per_second", "val/accuracy",
+                "val/f1", "test/accuracy", "test/precision", "test/recall"):
+        assert tag in tb.Tags()["scalars"], tag
+
+
+def test_the_same_command_gives_the_same_numbers(tiny_config, tmp_path):
+    a = train({**tiny_config, "epochs": 1})
+    b = train({**tiny_config, "epochs": 1, "run_name": "tiny-again"})
+    assert a["history"] == b["history"] and a["accuracy"] == b["accuracy"]
+
+
+@pytest.mark.parametrize("stop_after, accum", [(5, 1), (12, 1), (7, 2)])
+def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, tmp_path, stop_after,
+                                                          accum):
+    base = {**tiny_config, "grad_accum": accum, "save_every": 3}
+    full = train({**base, "run_name": "full"})
+    part = train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=stop_after))
+    assert part["interrupted"] and part["step"] == stop_after
+    rest = train({**base, "run_name": "cut", "resume": "latest"})
+    assert part["history"] + rest["history"] == full["history"]  # the same losses, every step
+    root = tmp_path / "ckpt"
+    a, b = weights(root / "full" / "final"), weights(root / "cut" / "final")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    assert rest["accuracy"] == full["accuracy"]
+    tb = EventAccumulator(str(tmp_path / "runs" / "cut"))
+    tb.Reload()
+    steps = [e.step for e in tb.Scalars("train/loss")]
+    assert steps == sorted(set(steps)) == list(range(1, full["steps"] + 1))
+
+
+def test_resume_refuses_other_settings(tiny_config):
+    train({**tiny_config, "epochs": 1}, hooks=Hooks(stop_after_step=4))
+    with pytest.raises(UserError, match="max_length: 48 -> 32"):
+        train({**tiny_config, "epochs": 1, "max_length": 32, "resume": "latest"})
+    with pytest.raises(UserError, match="--resume-force"):
+        train({**tiny_config, "epochs": 1, "eval_batch_size": 4, "resume": "latest"})
+    result = train({**tiny_config, "epochs": 1, "eval_batch_size": 4, "resume": "latest",
+                    "resume_force": True})
+    assert result["steps"] == 12
+
+
+def test_existing_run_is_not_overwritten(tiny_config, tmp_path):
+    train({**tiny_config, "epochs": 1})
+    before = sorted(p.name for p in (tmp_path / "ckpt" / "tiny").iterdir())
+    with pytest.raises(UserError, match="already exists"):
+        train({**tiny_config, "epochs": 1})
+    assert sorted(p.name for p in (tmp_path / "ckpt" / "tiny").iterdir()) == before
+
+
+def test_checkpoint_round_trip(tmp_path):
+    state = {"model": {"w": torch.randn(3, 3)}, "progress": {"step": 3}, "rng": ckpt.rng_state()}
+    folder = ckpt.save_checkpoint(tmp_path / "step-3", state)
+    assert ckpt.verify(folder) is None
+    loaded = ckpt.load_checkpoint(folder)
+    assert torch.equal(loaded["model"]["w"], state["model"]["w"])
+    torch.manual_seed(1)
+    ckpt.set_rng_state(loaded["rng"])
+    assert torch.equal(torch.rand(3), (ckpt.set_rng_state(state["rng"]), torch.rand(3))[1])
+
+
+def test_damaged_newest_checkpoint_falls_back(tmp_path):
+    for step in (1, 2, 3):
+        ckpt.save_checkpoint(tmp_path / "run" / f"step-{step}", {"step": step})
+    data = (tmp_path / "run" / "step-3" / ckpt.STATE_FILE).read_bytes()
+    (tmp_path / "run" / "step-3" / ckpt.STATE_FILE).write_bytes(data[: len(data) // 2])
+    (tmp_path / "run" / "step-2" / ckpt.MANIFEST).unlink()
+    folder, notes = ckpt.find_latest(tmp_path, "run")
+    assert folder.name == "step-1"
+    assert "truncated" in notes[0] and "no manifest" in notes[1]
+    with pytest.raises(UserError, match="unusable"):
+        ckpt.load_checkpoint(tmp_path / "run" / "step-3")
