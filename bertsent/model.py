@@ -51,7 +51,7 @@ def load_model(name: str, num_labels: int) -> torch.nn.Module:
             (Path(name) / META_FILE).exists():
         fail(f"model {name} was trained with {config.num_labels} labels but --num-labels is "
              f"{num_labels}: pass the matching --num-labels")
-    kwargs = dict(num_labels=num_labels, id2label=names,
+    kwargs = dict(num_labels=num_labels, id2label=names, ignore_mismatched_sizes=True,
                   label2id={v: k for k, v in names.items()})
     for attn in ("sdpa", None):
         try:

@@ -1,0 +1,221 @@
+"""Every bad input: one line naming the problem and the fix, exit status 2, no traceback, and
+nothing that existed before is modified."""
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bertsent import evaluate, predict, train
+from tests.conftest import make_frame
+
+
+def tree_digest(folder):
+    h = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h.update(str(path.relative_to(folder)).encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def write_split_folder(root, name, train, test=None, fmt="parquet"):
+    folder = root / name
+    folder.mkdir()
+    for split, frame in (("train", train), ("test", train if test is None else test)):
+        if isinstance(frame, bytes):
+            (folder / f"{split}.{fmt}").write_bytes(frame)
+        elif fmt == "csv":
+            frame.to_csv(folder / f"{split}.csv", index=False)
+        else:
+            frame.to_parquet(folder / f"{split}.parquet")
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
+    """Bad data sets, bad model folders and a finished run to protect."""
+    root = tmp_path_factory.mktemp("bad")
+    good = make_frame(40, 3)
+    paths = {
+        "no_text": write_split_folder(root, "no_text", good.rename(columns={"text": "review"})),
+        "labels_3": write_split_folder(root, "labels_3", good.assign(label=good.label * 3)),
+        "empty_text": write_split_folder(root, "empty_text", good.assign(
+            text=["   " if i == 4 else t for i, t in enumerate(good.text)])),
+        "null_text": write_split_folder(root, "null_text", good.assign(
+            text=[None if i == 2 else t for i, t in enumerate(good.text)])),
+        "empty": write_split_folder(root, "empty", good.iloc[:0], fmt="csv"),
+        "latin1": write_split_folder(root, "latin1", "text,label\ncaf\xe9 bad,0\n".encode(
+            "latin-1"), fmt="csv"),
+        "no_test": str(root / "no_test"),
+        "a_file": str(root / "no_test" / "train.parquet"),
+    }
+    (root / "no_test").mkdir()
+    good.to_parquet(root / "no_test" / "train.parquet")
+    (root / "not_a_model").mkdir()
+    (root / "not_a_model" / "notes.txt").write_text("hello")
+    no_weights = root / "no_weights"
+    shutil.copytree(tiny_model_dir, no_weights)
+    (no_weights / "model.safetensors").unlink()
+    paths.update(not_a_model=str(root / "not_a_model"), no_weights=str(no_weights))
+    ckpt_root, runs_root = root / "ckpt", root / "runs"
+    base = ["--model", str(tiny_model_dir), "--data", str(tiny_data_dir), "--train-samples",
+            "16", "--val-samples", "8", "--eval-samples", "8", "--max-length", "32",
+            "--checkpoint-dir", str(ckpt_root), "--runs-dir", str(runs_root), "--precision",
+            "fp32", "--save-every", "1", "--cache-dir", str(root / "cache")]
+    assert train.main([*base, "--run-name", "done"]) == 0
+    step = sorted((ckpt_root / "done").glob("step-*"))[-1]
+    truncated = root / "truncated"
+    shutil.copytree(step, truncated)
+    state = truncated / "state.pt"
+    state.write_bytes(state.read_bytes()[:1000])
+    toml = {name: root / f"{name}.toml" for name in ("malformed", "unknown", "wrongtype")}
+    toml["malformed"].write_text("lr = = 2\n")
+    toml["unknown"].write_text("learning_rate = 0.1\n")
+    toml["wrongtype"].write_text('epochs = "two"\n')
+    (root / "empty.txt").write_text("\n\n")
+    paths.update(base=base, ckpt_root=ckpt_root, runs_root=root / "runs", step=str(step),
+                 truncated=str(truncated), root=root,
+                 **{f"toml_{k}": str(v) for k, v in toml.items()})
+    return paths
+
+
+TRAIN_CASES = [
+    ("missing data path", lambda b: ["--data", str(b["root"] / "nowhere")], "does not exist"),
+    ("data path is a file", lambda b: ["--data", b["a_file"]], "is a file"),
+    ("no test split", lambda b: ["--data", b["no_test"]], "no test file"),
+    ("no text column", lambda b: ["--data", b["no_text"]], "no column 'text'"),
+    ("wrong text column flag", lambda b: ["--text-column", "body"], "no column 'body'"),
+    ("labels outside 0/1", lambda b: ["--data", b["labels_3"]], "labels in [0, 3]"),
+    ("labels vs num-labels", lambda b: ["--data", b["labels_3"], "--num-labels", "3"],
+     "labels in [0, 3]"),
+    ("empty text", lambda b: ["--data", b["empty_text"]], "1 empty texts"),
+    ("null text", lambda b: ["--data", b["null_text"]], "1 missing texts"),
+    ("empty dataset", lambda b: ["--data", b["empty"]], "empty"),
+    ("non-UTF-8 csv", lambda b: ["--data", b["latin1"]], "UTF-8"),
+    ("not a model", lambda b: ["--model", b["not_a_model"]], "not a complete model folder"),
+    ("model without weights", lambda b: ["--model", b["no_weights"]], "not a complete model"),
+    ("missing model path", lambda b: ["--model", "./nope/model"], "does not exist"),
+    ("missing checkpoint", lambda b: ["--resume", str(b["root"] / "step-9")], "does not exist"),
+    ("truncated checkpoint", lambda b: ["--resume", b["truncated"]], "truncated"),
+    ("batch size 0", lambda b: ["--batch-size", "0"], "--batch-size must be positive"),
+    ("lr 0", lambda b: ["--lr", "0"], "--lr must be positive"),
+    ("negative epochs", lambda b: ["--epochs", "-1"], "--epochs must be positive"),
+    ("max length 0", lambda b: ["--max-length", "0"], "--max-length must be positive"),
+    ("max length over the model", lambda b: ["--max-length", "4096"], "exceeds what"),
+    ("too many train samples", lambda b: ["--train-samples", "100000"], "is larger than"),
+    ("malformed TOML", lambda b: ["--config", b["toml_malformed"]], "not valid TOML"),
+    ("unknown config key", lambda b: ["--config", b["toml_unknown"]], "unknown key"),
+    ("wrong type in config", lambda b: ["--config", b["toml_wrongtype"]], "must be int"),
+    ("missing config file", lambda b: ["--config", "nope.toml"], "does not exist"),
+    ("unwritable checkpoint dir", lambda b: ["--checkpoint-dir", b["a_file"] + "/x"],
+     "cannot write"),
+    ("run already exists", lambda b: ["--run-name", "done"], "already exists"),
+    ("bad precision", lambda b: ["--precision", "fp8"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=[c[0] for c in TRAIN_CASES])
+def test_train_bad_input(bad, capsys, case):
+    _, extra, message = case
+    before = tree_digest(bad["ckpt_root"]), tree_digest(bad["runs_root"])
+    argv = [*bad["base"], "--run-name", "new", *extra(bad)]
+    try:
+        code = train.main(argv)
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert (tree_digest(bad["ckpt_root"]), tree_digest(bad["runs_root"])) == before
+    assert not (bad["ckpt_root"] / "new").exists()
+
+
+def test_resume_from_another_model_is_refused(bad, tiny_model_dir, tmp_path, capsys):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    argv = [*bad["base"], "--model", str(other), "--resume", bad["step"]]
+    assert train.main(argv) == 2
+    assert "model:" in capsys.readouterr().err
+
+
+EVAL_CASES = [
+    ("no model", lambda b: ["--data", b["no_test"]], "--model is required"),
+    ("not a model", lambda b: ["--model", b["not_a_model"]], "not a complete model"),
+    ("missing data", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
+                                str(b["root"] / "nowhere")], "does not exist"),
+    ("no labels column", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
+                                    b["no_text"]], "no column 'text'"),
+    ("too many samples", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
+                                    b["no_text"].replace("no_text", "labels_3"),
+                                    "--samples", "99999"], "labels in"),
+]
+
+
+@pytest.mark.parametrize("case", EVAL_CASES, ids=[c[0] for c in EVAL_CASES])
+def test_evaluate_bad_input(bad, capsys, case):
+    _, extra, message = case
+    code = evaluate.main([str(x) for x in extra(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+PREDICT_CASES = [
+    ("no model", lambda b: ["some text"], "--model is required"),
+    ("empty input file", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--file",
+                                    b["root"] / "empty.txt"], "input is empty"),
+    ("missing input file", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--file",
+                                      b["root"] / "none.txt"], "does not exist"),
+    ("model without weights", lambda b: ["--model", b["no_weights"], "text"],
+     "not a complete model"),
+    ("batch size 0", lambda b: ["--model", b["no_weights"], "--batch-size", "0", "x"],
+     "--batch-size must be positive"),
+]
+
+
+@pytest.mark.parametrize("case", PREDICT_CASES, ids=[c[0] for c in PREDICT_CASES])
+def test_predict_bad_input(bad, capsys, case):
+    _, extra, message = case
+    code = predict.main([str(x) for x in extra(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+
+
+def test_unreachable_hub_says_to_pass_local_paths(bad, tiny_model_dir, capsys):
+    env = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # what an unreachable hub looks like, without waiting
+    try:
+        assert train.main([*bad["base"], "--data", "stanfordnlp/imdb"]) == 2
+        assert "pass a local --data folder" in capsys.readouterr().err
+        assert train.main([*bad["base"], "--model", "org/no-such-model"]) == 2
+        assert "pass a local --model folder" in capsys.readouterr().err
+    finally:
+        if env is None:
+            os.environ.pop("HF_HUB_OFFLINE")
+        else:
+            os.environ["HF_HUB_OFFLINE"] = env
+
+
+def test_real_process_exit_status_and_no_traceback(bad):
+    """The same contract seen from outside: a subprocess, its status and its stderr."""
+    proc = subprocess.run([sys.executable, "-m", "bertsent.train", *bad["base"], "--data",
+                           bad["labels_3"]], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_single_class_and_huge_reviews_are_fine(bad, tiny_model_dir, tmp_path, capsys):
+    frame = make_frame(30, 9).assign(label=0)
+    frame.loc[3, "text"] = "great " * 20_000  # a 120k-character review is truncated, not fatal
+    data = write_split_folder(tmp_path, "oneclass", frame, test=frame)
+    code = train.main([*bad["base"], "--data", data, "--run-name", "oneclass",
+                       "--checkpoint-dir", str(tmp_path / "c")])
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0 and '"f1": 0.0' in out
+
+
+def test_one_class_labels_do_not_need_both(bad):
+    frame = pd.DataFrame({"text": ["fine"], "label": [1]})
+    assert frame.label.max() == 1
