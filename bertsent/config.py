@@ -49,6 +49,7 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (sets the schedule)")
     freeze_embeddings: bool = _f(False, "do not train the word embeddings")
+    dropout: float | None = _f(None, "override the model's dropout probabilities (0 disables)")
     group_by_length: bool = _f(True, "batch reviews of similar length together")
     seed: int = _f(42, "seed for shuffling, subsets, dropout and the classifier head")
     # machine
@@ -91,6 +92,8 @@ class TrainConfig:
                 fail(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
         if self.keep_last < 1:
             fail(f"--keep-last must be at least 1, got {self.keep_last}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            fail(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_ratio < 1:
             fail(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.max_length < 8:

@@ -40,7 +40,11 @@ def load_tokenizer(name: str):
         fail(_where(name))
 
 
-def load_model(name: str, num_labels: int) -> torch.nn.Module:
+DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
+                "dropout", "attention_dropout", "seq_classif_dropout")
+
+
+def load_model(name: str, num_labels: int, dropout: float | None = None) -> torch.nn.Module:
     """AutoModelForSequenceClassification with named labels and SDPA attention."""
     names = label_names(num_labels)
     try:
@@ -53,6 +57,8 @@ def load_model(name: str, num_labels: int) -> torch.nn.Module:
              f"{num_labels}: pass the matching --num-labels")
     kwargs = dict(num_labels=num_labels, id2label=names, ignore_mismatched_sizes=True,
                   label2id={v: k for k, v in names.items()})
+    if dropout is not None:
+        kwargs.update({k: dropout for k in DROPOUT_KEYS if hasattr(config, k)})
     for attn in ("sdpa", None):
         try:
             extra = {"attn_implementation": attn} if attn else {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -108,7 +109,7 @@ def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D
 
 def setup_model(cfg: TrainConfig, device: torch.device):
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, cfg.num_labels)
+    model = load_model(cfg.model, cfg.num_labels, cfg.dropout)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and cfg.max_length > limit:
         fail(f"--max-length {cfg.max_length} exceeds what {cfg.model} supports ({limit}): "
@@ -128,7 +129,7 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
     for folder, flag in ((run_dir, "--checkpoint-dir"), (log_dir, "--runs-dir")):
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{id(folder)}"
+            probe = folder / f".write-test-{os.getpid()}"
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
@@ -338,15 +339,20 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
     saved = state["config"]
     merged = {**saved, **overrides, "run_name": saved["run_name"]}
     cfg = from_mapping(merged).validate()
-    check_compatible(saved, state.get("world_size", 1), cfg, D.world_size_from_env())
-    print(f"resuming {cfg.run_name} from {folder} (step {state['progress']['step']})",
-          file=sys.stderr)
+    saved_world, world = state.get("world_size", 1), D.world_size_from_env()
+    check_compatible(saved, saved_world, cfg, world)
+    if D.is_main_env():
+        print(f"resuming {cfg.run_name} from {folder} (step {state['progress']['step']}"
+              + (f"; written by {saved_world} processes, resumed by {world}"
+                 if saved_world != world else "") + ")", file=sys.stderr)
     return cfg, state
 
 
 def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict[str, Any]:
     """Run a whole training job; returns the final metrics (and writes metrics.json)."""
-    hooks = hooks or Hooks()
+    if hooks is None:  # subprocess tests stop a run at a chosen step through the environment
+        stop = os.environ.get("BERTSENT_STOP_AFTER_STEP")
+        hooks = Hooks(stop_after_step=int(stop) if stop else None)
     overrides = cfg if isinstance(cfg, dict) else {k: v for k, v in cfg.to_dict().items()}
     cfg, resume_state = resolve_resume(overrides)
     device = pick_device(cfg.device)

@@ -61,6 +61,10 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def tiny_config(tiny_model_dir, tiny_data_dir, tmp_path) -> dict:
+    return tiny_settings(tiny_model_dir, tiny_data_dir, tmp_path)
+
+
+def tiny_settings(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path) -> dict:
     """Settings for a seconds-long CPU training run on the tiny model and data."""
     return dict(model=str(tiny_model_dir), data=str(tiny_data_dir), train_samples=96,
                 val_samples=32, eval_samples=40, epochs=2, batch_size=8, eval_batch_size=16,

@@ -1,0 +1,451 @@
+"""bertsent against the Hugging Face Trainer: the same model, reviews, lengths and epochs.
+
+Three runs, each in its own subprocess (so that its peak RSS is its own):
+
+* ``trainer-original`` -- ``transformers.Trainer`` as the original experiment ran it:
+  every review padded to --max-length (head truncation), batch 8, lr 2e-5, weight decay 0.01,
+  fp32, eval batch 8, TrainingArguments defaults otherwise (no warmup, linear decay).
+* ``trainer-best`` -- ``Trainer`` at its best: dynamic padding (DataCollatorWithPadding,
+  multiple of 8), length-grouped sampling (``train_sampling_strategy="group_by_length"``,
+  or ``group_by_length=True`` on older transformers), bf16 autocast where the CPU has native
+  bf16, bertsent's default lr and warmup ratio, eval batch 64.
+* ``bertsent`` -- ``bertsent.train.train`` with its defaults (batch 8, lr 1e-4, head+tail
+  truncation, length-grouped batches, precision auto, eval batch 64).
+
+All three train on the same shuffled reviews and report on the same shuffled test reviews:
+the subsets come from ``bertsent.data.subset_indices`` (validation carved off first, so
+--val-samples changes which reviews are trained on; bertsent's own validation pass is not
+part of the comparison). The same --max-length, train batch size (8), epochs and seed are used.
+
+What is measured, with one definition for all three runs:
+
+* training samples/s = train samples x epochs / wall time of the training phase only (no
+  model loading, tokenisation or evaluation). Trainer: ``on_train_begin`` to ``on_train_end``
+  (no evaluation or checkpointing happens in between). bertsent: its reported
+  ``train_samples_per_second``, the sum of its optimizer-step times including batch loading,
+  which excludes its in-loop validation and checkpoint writes.
+* evaluation samples/s = test reviews / wall time of one pass over the test subset
+  (``Trainer.predict``; for bertsent a separately timed ``bertsent.engine.evaluate`` of the
+  trained best model with bertsent's own EvalBatchSampler + Collator, eval batch 64, same
+  precision as its run).
+* peak RSS = VmHWM of the run's process when training and the test evaluation are done.
+* accuracy and F1 on the test subset (``bertsent.metrics.compute_metrics`` for all three).
+* the machine's matmul throughput (fp32 and bf16, 2048^3, best of N) and bertsent's model FLOP
+  utilisation against the bf16 peak: training FLOPs = 6 x non-embedding parameters x real
+  (non-padding) training tokens x epochs + attention (3 x layers x 4 x L^2 x hidden per review
+  of L tokens, x epochs), divided by bertsent's training time.
+
+The full benchmark (about 15-25 minutes on a 2-core CPU)::
+
+    python benchmarks/compare_trainer.py --out benchmarks/results.json
+
+A smoke run (MiniLM-L3, 64 train / 32 test reviews, max length 64, under a minute a run)::
+
+    python benchmarks/compare_trainer.py --quick
+
+One run only: ``--only trainer-original`` (or ``trainer-best``, ``bertsent``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere without installing bertsent
+
+RUNS = ("trainer-original", "trainer-best", "bertsent")
+BATCH_SIZE = 8  # train batch size of all three runs (bertsent's default)
+QUICK = {"model": "../shared/models/minilm-l3", "train_samples": 64, "eval_samples": 32,
+         "val_samples": 32, "max_length": 64}
+FULL = {"model": "../shared/models/minilm-l6", "train_samples": 2000, "eval_samples": 500,
+        "val_samples": 200, "max_length": 256}
+
+
+@dataclass
+class Setup:
+    """What every run shares."""
+
+    model: str
+    data: str
+    train_samples: int
+    eval_samples: int
+    val_samples: int
+    max_length: int
+    epochs: int
+    seed: int
+
+
+# ---------------------------------------------------------------- shared helpers
+def resolve(path: str) -> str:
+    """A relative path is relative to the repo root (so ../shared works from anywhere)."""
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (REPO / p).resolve())
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size (VmHWM) in MiB."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def load_subsets(setup: Setup):
+    """The train and test reviews (datasets with text, label) exactly as bertsent picks them."""
+    from bertsent.data import check_split, load_raw, subset_indices
+
+    raw = load_raw(setup.data)
+    train = check_split(raw["train"], "train", "text", "label", 2)
+    test = check_split(raw["test"], "test", "text", "label", 2)
+    idx = subset_indices(len(train), len(test), setup.train_samples, setup.val_samples,
+                         setup.eval_samples, setup.seed)
+    return train.select(idx.train), test.select(idx.test)
+
+
+# ---------------------------------------------------------------- the Trainer runs
+def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
+    import torch
+    from transformers import (
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        DataCollatorWithPadding,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+        set_seed,
+    )
+
+    from bertsent.config import TrainConfig
+    from bertsent.metrics import compute_metrics
+    from bertsent.runtime import cpu_has_bf16
+
+    defaults = TrainConfig()
+    set_seed(setup.seed)  # the classifier head's init
+    tokenizer = AutoTokenizer.from_pretrained(setup.model)
+    model = AutoModelForSequenceClassification.from_pretrained(setup.model, num_labels=2)
+    train_raw, test_raw = load_subsets(setup)
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=setup.max_length,
+                         padding=False if best else "max_length")
+
+    train_ds = train_raw.map(encode, batched=True, remove_columns=["text"])
+    test_ds = test_raw.map(encode, batched=True, remove_columns=["text"])
+    padded_train_tokens = sum(len(x) for x in train_ds["input_ids"]) * setup.epochs
+
+    class Clock(TrainerCallback):
+        start = end = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.start = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.end = time.perf_counter()
+
+    out_dir = tempfile.mkdtemp(prefix="bench-trainer-")
+    kwargs: dict[str, Any] = dict(
+        output_dir=out_dir, per_device_train_batch_size=BATCH_SIZE,
+        num_train_epochs=setup.epochs, weight_decay=0.01, seed=setup.seed, report_to="none",
+        save_strategy="no", push_to_hub=False, disable_tqdm=True,
+        use_cpu=not torch.cuda.is_available())  # bf16 on a CPU needs use_cpu
+    collator = None
+    if best:
+        params = inspect.signature(TrainingArguments).parameters
+        if "train_sampling_strategy" in params:
+            kwargs["train_sampling_strategy"] = "group_by_length"
+        else:
+            kwargs["group_by_length"] = True
+        warmup = "warmup_ratio" if "warmup_ratio" in params else "warmup_steps"  # <1: a ratio
+        kwargs.update(learning_rate=defaults.lr,
+                      per_device_eval_batch_size=defaults.eval_batch_size,
+                      bf16=cpu_has_bf16(), **{warmup: defaults.warmup_ratio})
+        collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
+    else:
+        kwargs.update(learning_rate=2e-5, per_device_eval_batch_size=8)
+    clock = Clock()
+    trainer = Trainer(model=model, args=TrainingArguments(**kwargs), train_dataset=train_ds,
+                      data_collator=collator, processing_class=tokenizer, callbacks=[clock])
+    train_out = trainer.train()
+    train_seconds = clock.end - clock.start
+
+    start = time.perf_counter()
+    pred = trainer.predict(test_ds)
+    eval_seconds = time.perf_counter() - start
+    logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
+    metrics = compute_metrics(logits, pred.label_ids, 2)
+    rss = peak_rss_mib()
+    shutil.rmtree(out_dir, ignore_errors=True)
+    settings = {k: v for k, v in kwargs.items() if k != "output_dir"}
+    return {
+        "train_samples": len(train_ds), "test_samples": len(test_ds),
+        "train_seconds": train_seconds,
+        "train_samples_per_second": len(train_ds) * setup.epochs / train_seconds,
+        "trainer_reported_train_samples_per_second":
+            train_out.metrics.get("train_samples_per_second"),
+        "eval_seconds": eval_seconds, "eval_samples_per_second": len(test_ds) / eval_seconds,
+        "accuracy": metrics["accuracy"], "f1": metrics["f1"], "test_loss": metrics["loss"],
+        "peak_rss_mib": rss, "padded_train_tokens": padded_train_tokens,
+        "steps": train_out.global_step, "train_loss": train_out.training_loss,
+        "precision": "bf16" if kwargs.get("bf16") else "fp32",
+        "truncation": "head", "padding": "dynamic (multiple of 8)" if best else "max_length",
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "torch_threads": torch.get_num_threads(), "settings": settings,
+    }
+
+
+# ---------------------------------------------------------------- the bertsent run
+def run_bertsent(setup: Setup) -> dict[str, Any]:
+    import torch
+
+    from bertsent.config import TrainConfig
+    from bertsent.data import Collator, tokenize
+    from bertsent.engine import evaluate
+    from bertsent.model import load_tokenizer, load_trained
+    from bertsent.runtime import autocast_for
+    from bertsent.sampling import EvalBatchSampler
+    from bertsent.train import train
+
+    work = Path(tempfile.mkdtemp(prefix="bench-bertsent-"))
+    result = train({"model": setup.model, "data": setup.data,
+                    "train_samples": setup.train_samples, "val_samples": setup.val_samples,
+                    "eval_samples": setup.eval_samples, "epochs": setup.epochs,
+                    "max_length": setup.max_length, "seed": setup.seed, "run_name": "bench",
+                    "checkpoint_dir": str(work / "checkpoints"), "runs_dir": str(work / "runs")})
+    rss = peak_rss_mib()  # training + its validation + its test evaluation
+
+    # A separately timed test pass of the best model, with bertsent's own loader.
+    cfg = TrainConfig()
+    device = torch.device("cpu")
+    tokenizer = load_tokenizer(setup.model)
+    train_raw, test_raw = load_subsets(setup)
+    enc_train = tokenize(train_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
+    enc_test = tokenize(test_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
+    loader = torch.utils.data.DataLoader(
+        enc_test, batch_sampler=EvalBatchSampler(enc_test.lengths, cfg.eval_batch_size),
+        collate_fn=Collator(tokenizer.pad_token_id or 0, 8, setup.max_length))
+    model = load_trained(result["best_model_dir"]).to(device)
+    start = time.perf_counter()
+    timed = evaluate(model, loader, device, num_labels=2,
+                     autocast=autocast_for(result["precision_mode"], device), desc="test")
+    eval_seconds = time.perf_counter() - start
+
+    # Inputs of the FLOP count (real tokens only: padding is not useful work).
+    lengths = enc_train.lengths.astype(float)
+    layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
+    non_embedding = sum(p.numel() for n, p in model.named_parameters() if ".embeddings." not in n)
+    tokens = int(lengths.sum()) * setup.epochs
+    dense_flops = 6.0 * non_embedding * tokens
+    attention_flops = 3.0 * layers * 4.0 * float((lengths**2).sum()) * hidden * setup.epochs
+    shutil.rmtree(work, ignore_errors=True)
+    n_train = len(enc_train)
+    return {
+        "train_samples": n_train, "test_samples": len(enc_test),
+        "train_seconds": result["train_seconds"],
+        "train_samples_per_second": result["train_samples_per_second"],
+        "eval_seconds": eval_seconds, "eval_samples_per_second": len(enc_test) / eval_seconds,
+        "accuracy": result["accuracy"], "f1": result["f1"], "test_loss": result["loss"],
+        "timed_eval_accuracy": timed.metrics["accuracy"], "timed_eval_f1": timed.metrics["f1"],
+        "peak_rss_mib": rss, "steps": result["steps"], "val_accuracy": result["val_accuracy"],
+        "precision": result["precision_mode"], "truncation": cfg.truncation,
+        "padding": "dynamic (multiple of 8), length-grouped",
+        "attn_implementation": getattr(model.config, "_attn_implementation", None),
+        "torch_threads": torch.get_num_threads(),
+        "settings": {k: v for k, v in cfg.to_dict().items()
+                     if k in ("lr", "batch_size", "eval_batch_size", "weight_decay",
+                              "warmup_ratio", "max_grad_norm", "group_by_length", "truncation")},
+        "flops": {"non_embedding_params": non_embedding, "layers": layers, "hidden": hidden,
+                  "train_tokens": tokens, "sum_length_squared": float((lengths**2).sum()),
+                  "epochs": setup.epochs, "dense_flops": dense_flops,
+                  "attention_flops": attention_flops,
+                  "total_flops": dense_flops + attention_flops,
+                  "train_seconds": result["train_seconds"],
+                  "achieved_gflops": (dense_flops + attention_flops)
+                  / result["train_seconds"] / 1e9},
+    }
+
+
+def child(name: str, setup: Setup, result_path: str) -> int:
+    """Run one configuration in this process and write its result as JSON."""
+    started = time.time()
+    load_before = os.getloadavg()
+    result = run_bertsent(setup) if name == "bertsent" else \
+        run_trainer(setup, best=name == "trainer-best")
+    result.update(name=name, wall_seconds=time.time() - started,
+                  loadavg_before=load_before, loadavg_after=os.getloadavg())
+    Path(result_path).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------- the parent
+def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
+    """Best-of-N throughput of an n x n @ n x n matmul, in GFLOP/s."""
+    import torch
+
+    dtype = getattr(torch, dtype_name)
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.matmul(a, b)  # warm up (oneDNN picks and caches its kernel)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        torch.matmul(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+def spawn(name: str, setup: Setup) -> dict[str, Any]:
+    """Run one configuration as a subprocess of this script; its result, or an error."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        path = Path(tmp) / "result.json"
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--only", name,
+               "--child-result", str(path), "--model", setup.model, "--data", setup.data,
+               "--train-samples", str(setup.train_samples),
+               "--eval-samples", str(setup.eval_samples),
+               "--val-samples", str(setup.val_samples), "--max-length", str(setup.max_length),
+               "--epochs", str(setup.epochs), "--seed", str(setup.seed)]
+        print(f"\n=== {name} ===", file=sys.stderr, flush=True)
+        proc = subprocess.run(cmd, cwd=REPO)
+        if proc.returncode != 0 or not path.exists():
+            return {"name": name, "error": f"exit code {proc.returncode}"}
+        return json.loads(path.read_text())
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def fmt(value: Any, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> str:
+    """The printed table, ratios and FLOP utilisation."""
+    names = [n for n in RUNS if n in results]
+    rows = (("training samples/s", "train_samples_per_second", ".2f"),
+            ("evaluation samples/s", "eval_samples_per_second", ".2f"),
+            ("peak RSS (MiB)", "peak_rss_mib", ".0f"),
+            ("accuracy", "accuracy", ".4f"),
+            ("F1", "f1", ".4f"),
+            ("train time (s)", "train_seconds", ".1f"),
+            ("eval time (s)", "eval_seconds", ".2f"),
+            ("precision", "precision", "s"),
+            ("truncation", "truncation", "s"))
+    width = max(len(r[0]) for r in rows) + 2
+    lines = [f"model {setup.model}, {setup.train_samples} train / {setup.eval_samples} test "
+             f"reviews, max length {setup.max_length}, batch {BATCH_SIZE}, "
+             f"{setup.epochs} epoch(s), seed {setup.seed}",
+             f"CPU {machine['cpu']} ({machine['cores']} cores, torch threads "
+             f"{machine['torch_threads']}), {machine['date']}", "",
+             "".ljust(width) + "".join(n.rjust(18) for n in names)]
+    for label, key, spec in rows:
+        cells = [results[n].get("error") or fmt(results[n].get(key), spec) for n in names]
+        lines.append(label.ljust(width) + "".join(c.rjust(18) for c in cells))
+    ours = results.get("bertsent", {})
+    for peer in ("trainer-original", "trainer-best"):
+        theirs = results.get(peer, {})
+        if "error" in ours or "error" in theirs or not ours or not theirs:
+            continue
+        lines.append(f"bertsent / {peer}: training x"
+                     f"{ours['train_samples_per_second'] / theirs['train_samples_per_second']:.2f}"
+                     f", evaluation x"
+                     f"{ours['eval_samples_per_second'] / theirs['eval_samples_per_second']:.2f}")
+    lines += ["", f"matmul 2048^3 best of 10: fp32 {machine['fp32_gflops']:.0f} GFLOP/s, "
+                  f"bf16 {machine['bf16_gflops']:.0f} GFLOP/s"]
+    flops = ours.get("flops")
+    if flops:
+        mfu = flops["achieved_gflops"] / machine["bf16_gflops"]
+        lines += [
+            "bertsent training FLOPs = 6 x N x T + 3 x layers x 4 x sum(L^2) x hidden",
+            f"  N (non-embedding params) = {flops['non_embedding_params']:,}",
+            f"  T (real train tokens x {flops['epochs']} epoch(s)) = {flops['train_tokens']:,}",
+            f"  layers = {flops['layers']}, hidden = {flops['hidden']}, "
+            f"sum(L^2) = {flops['sum_length_squared']:,.0f}",
+            f"  dense {flops['dense_flops']:.3e} + attention {flops['attention_flops']:.3e} = "
+            f"{flops['total_flops']:.3e} FLOPs in {flops['train_seconds']:.1f} s "
+            f"= {flops['achieved_gflops']:.1f} GFLOP/s",
+            f"  model FLOP utilisation vs the bf16 matmul peak: {mfu:.1%} "
+            f"(vs fp32 peak: {flops['achieved_gflops'] / machine['fp32_gflops']:.1%})"]
+        machine["bertsent_mfu_vs_bf16"] = mfu
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help=f"model folder (default {FULL['model']}, relative to "
+                        "the repo root)")
+    parser.add_argument("--data", default="../shared/data/imdb",
+                        help="data folder (relative paths are relative to the repo root)")
+    parser.add_argument("--train-samples", type=int, help="training reviews (default 2000)")
+    parser.add_argument("--eval-samples", type=int, help="test reviews (default 500)")
+    parser.add_argument("--val-samples", type=int,
+                        help="validation reviews carved first for bertsent (default 200)")
+    parser.add_argument("--max-length", type=int, help="tokens per review (default 256)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: minilm-l3, 64 train / 32 test reviews, max length 64")
+    parser.add_argument("--only", choices=RUNS, help="run only this configuration")
+    parser.add_argument("--out", help="JSON results (default benchmarks/results.json, "
+                        "benchmarks/results-quick.json with --quick)")
+    parser.add_argument("--child-result", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = QUICK if args.quick else FULL
+    setup = Setup(model=resolve(args.model or base["model"]), data=resolve(args.data),
+                  train_samples=args.train_samples or base["train_samples"],
+                  eval_samples=args.eval_samples or base["eval_samples"],
+                  val_samples=base["val_samples"] if args.val_samples is None
+                  else args.val_samples,
+                  max_length=args.max_length or base["max_length"], epochs=args.epochs,
+                  seed=args.seed)
+    if args.child_result:
+        return child(args.only, setup, args.child_result)
+
+    import torch
+
+    machine: dict[str, Any] = {
+        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__,
+        "python": platform.python_version(), "loadavg_start": os.getloadavg(),
+        "fp32_gflops": matmul_gflops("float32"), "bf16_gflops": matmul_gflops("bfloat16")}
+    import transformers
+
+    machine["transformers"] = transformers.__version__
+    results = {name: spawn(name, setup) for name in ([args.only] if args.only else RUNS)}
+    machine["loadavg_end"] = os.getloadavg()
+    table = report(setup, results, machine)
+    print("\n" + table, flush=True)
+    out = Path(args.out) if args.out else \
+        REPO / "benchmarks" / ("results-quick.json" if args.quick else "results.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"setup": asdict(setup), "machine": machine, "runs": results,
+                               "table": table}, indent=2, default=str))
+    print(f"\nresults written to {out}", flush=True)
+    return 0 if all("error" not in r for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
