@@ -74,7 +74,7 @@ def tiny_settings(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path) -> 
                 cache_dir=str(tmp_path / "cache"))
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_dir() -> Path:
     """../shared (or $BERTSENT_SHARED): the real IMDb data and MiniLM models."""
     if not (SHARED / "models" / "minilm-l3").is_dir():
