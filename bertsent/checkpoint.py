@@ -4,6 +4,7 @@ is incomplete and never resumed from."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -92,7 +93,8 @@ def atomic_folder(final: Path, write: Any) -> Path:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".tmp-{final.name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in final.parent.glob(f".tmp-{final.name}-*"):  # ours, or a killed writer's
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         tmp.mkdir()
         write(tmp)
@@ -134,7 +136,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
     """One dict holding everything needed to continue, written atomically."""
-    return atomic_folder(folder, lambda tmp: torch.save(state, tmp / STATE_FILE))
+    def write(tmp: Path) -> None:
+        torch.save(state, tmp / STATE_FILE)
+        # test hook: the disk fills up while step N's checkpoint is written
+        if os.environ.get("BERTSENT_TEST_FAIL_SAVE_AT_STEP") == str(step_of(Path(folder))):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / STATE_FILE))
+
+    return atomic_folder(folder, write)
 
 
 def step_of(folder: Path) -> int:

@@ -12,11 +12,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
+from bertsent.card import model_card
 from bertsent.config import TrainConfig, from_mapping, parse_overrides
 from bertsent.data import Collator, EncodedDataset, check_split, load_raw, subset_indices, tokenize
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
@@ -70,6 +72,7 @@ class Run:
     warmup_steps: int
     run_dir: Path  # checkpoints/<run-name>
     logger: RunLogger
+    val_texts: list[str] = field(default_factory=list)  # for misclassified examples in TB
     history: list[tuple[int, float]] = field(default_factory=list)
     stop_signal: int | None = None
 
@@ -81,7 +84,7 @@ def say(dist: D.DistInfo, message: str) -> None:
 
 # ---------------------------------------------------------------- setup
 def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo
-               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset]:
+               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset, list[str]]:
     """Load, check, subset and tokenise; rank 0 fills the token cache before the others read."""
     raw = load_raw(cfg.data)
     train = check_split(raw["train"], "train", cfg.text_column, cfg.label_column, cfg.num_labels)
@@ -96,7 +99,8 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo
                                 ("test", test, idx.test))}
     if dist.is_main:
         D.barrier()
-    return enc["train"], enc["val"], enc["test"]
+    val_texts = train.select(idx.val)["text"] if len(idx.val) else []
+    return enc["train"], enc["val"], enc["test"], val_texts
 
 
 def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D.DistInfo
@@ -142,7 +146,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     precision = pick_precision(cfg.precision, device)
     seed_everything(cfg.seed)  # the classifier head's init depends on it
     tokenizer, model = setup_model(cfg, device)
-    train_ds, val_ds, test_ds = setup_data(cfg, tokenizer, dist)
+    train_ds, val_ds, test_ds, val_texts = setup_data(cfg, tokenizer, dist)
     collate = Collator(tokenizer.pad_token_id or 0, 64 if cfg.compile else 8, cfg.max_length)
     sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
                                 group_by_length=cfg.group_by_length,
@@ -177,7 +181,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
               train_loader, eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
               eval_loader(test_ds, cfg, collate, dist), total,
-              round(cfg.warmup_ratio * total), run_dir, logger)
+              round(cfg.warmup_ratio * total), run_dir, logger, val_texts)
     return run, progress
 
 
@@ -219,6 +223,7 @@ def save_model(run: Run, folder: Path, metrics: dict) -> None:
         unwrap(run.model).save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        (tmp / "README.md").write_text(model_card(run.cfg.to_dict(), metrics))
 
     try:
         ckpt.atomic_folder(folder, write)
@@ -236,7 +241,23 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
                       max_batches=max_batches, desc=prefix, gather=gather)
     if max_batches is None:
         run.logger.scalars(prefix, result.metrics, step)
+        if run.cfg.num_labels == 2 and len(result.labels):
+            probs = torch.softmax(torch.from_numpy(result.logits), dim=-1)[:, 1]
+            run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs.numpy(), step)
+        if prefix == "val" and run.val_texts:
+            run.logger.text("val/misclassified", misclassified(run, result), step)
     return result
+
+
+def misclassified(run: Run, result: EvalResult, k: int = 5) -> str:
+    """A few validation reviews the model got wrong, surest first (markdown for TensorBoard)."""
+    probs = torch.softmax(torch.from_numpy(result.logits), dim=-1).numpy()
+    wrong = np.flatnonzero(probs.argmax(1) != result.labels)
+    wrong = wrong[np.argsort(-probs[wrong].max(1), kind="stable")][:k]
+    names = unwrap(run.model).config.id2label
+    lines = [f"**true {names[int(result.labels[i])]}, p={probs[i].max():.3f}**: "
+             f"{run.val_texts[int(result.indices[i])][:400]}" for i in wrong]
+    return "\n\n".join(lines) or "(none)"
 
 
 def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:

@@ -1,0 +1,61 @@
+"""A model card (README.md) written beside every exported model, so it can be shared as is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def model_card(config: dict[str, Any], metrics: dict[str, Any]) -> str:
+    val = metrics.get("val") or {}
+    rows = "\n".join(f"| {k} | {_fmt(v)} |" for k, v in val.items())
+    hp = ("model", "data", "train_samples", "val_samples", "max_length", "truncation",
+          "epochs", "batch_size", "grad_accum", "lr", "weight_decay", "warmup_ratio",
+          "max_grad_norm", "dropout", "freeze_embeddings", "precision", "seed")
+    hp_rows = "\n".join(f"| {k} | {config.get(k)} |" for k in hp)
+    return f"""---
+library_name: transformers
+pipeline_tag: text-classification
+tags: [sentiment-analysis, bertsent]
+---
+
+# Sentiment classifier fine-tuned with bertsent
+
+Fine-tuned from `{config.get('model')}` on `{config.get('data')}` for binary sentiment
+(labels `negative` / `positive`) by bertsent's hand-written PyTorch loop, run
+`{config.get('run_name')}`, optimizer step {metrics.get('step')}.
+
+```python
+from transformers import pipeline
+classify = pipeline("text-classification", model="<this folder>")
+classify("I loved every minute of it, a true masterpiece!")
+```
+
+## Validation metrics (the split that selected this checkpoint)
+
+| metric | value |
+|---|---|
+{rows if rows else '| (no validation run) | |'}
+
+Test-set figures are in `metrics.json` of the run folder and in the project README.
+
+## Training settings
+
+| setting | value |
+|---|---|
+{hp_rows}
+
+## Intended use and limits
+
+- Intended for English movie-review-like text: polarity of opinionated paragraphs.
+- Trained on IMDb reviews, which are long, informal and polarised (no neutral class): a
+  neutral, mixed or sarcastic text still gets one of the two labels, often with high
+  confidence; check calibration before using the probabilities as such.
+- Reviews longer than {config.get('max_length')} tokens are cut ({config.get('truncation')});
+  `bertsent.predict` applies the same cut, a plain `pipeline` does not truncate by default.
+- Inherits the biases of the base model and of IMDb's user reviews; not for decisions about
+  people.
+"""
