@@ -1,0 +1,71 @@
+"""Training throughput of each performance lever, one at a time, on the same reviews.
+
+Each configuration trains MiniLM-L6 for --steps optimizer steps (batch 8, max length 256, real
+IMDb reviews) in its own subprocess and reports bertsent's own train_samples_per_second (time
+spent in optimizer steps, data loading included; evaluation and checkpoints excluded). The
+first configuration is the plain loop (fp32, random batches padded to their longest review);
+each next row adds one lever.
+
+    python benchmarks/levers.py                       # about 10 minutes on a 2-core CPU
+    python benchmarks/levers.py --steps 10 --model ../shared/models/minilm-l3   # quicker
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+LEVERS: list[tuple[str, list[str]]] = [
+    ("plain loop: fp32, random batches, dropout 0.1",
+     ["--precision", "fp32", "--no-group-by-length", "--dropout", "0.1"]),
+    ("+ length-grouped batches", ["--precision", "fp32", "--dropout", "0.1"]),
+    ("+ bf16 autocast (AMX)", ["--precision", "bf16", "--dropout", "0.1"]),
+    ("+ no dropout (fused SDPA attention kernel)", ["--precision", "bf16", "--dropout", "0"]),
+    ("+ frozen word embeddings (half the AdamW update)",
+     ["--precision", "bf16", "--dropout", "0", "--freeze-embeddings"]),
+]
+
+
+def run(model: str, data: str, steps: int, extra: list[str], threads: int | None) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "bertsent.train", "--model", model, "--data", data,
+               "--train-samples", str(steps * 8), "--val-samples", "8", "--eval-samples", "8",
+               "--max-steps", str(steps), "--sanity-eval-batches", "0", "--save-every", "0",
+               "--run-name", "lever", "--checkpoint-dir", f"{tmp}/c", "--runs-dir", f"{tmp}/r",
+               *extra]
+        env = None
+        if threads:
+            import os
+
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT, env=env)
+        return json.loads(out.stdout.strip().splitlines()[-1])["train_samples_per_second"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6"))
+    parser.add_argument("--data", default=str(SHARED / "data" / "imdb"))
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="also time --compile")
+    args = parser.parse_args()
+    levers = LEVERS + ([("+ torch.compile", [*LEVERS[-2][1], "--compile"])] if args.compile
+                       else [])
+    base = None
+    print(f"{'configuration':<52} {'samples/s':>10} {'x plain':>8}")
+    for name, extra in levers:
+        sps = run(args.model, args.data, args.steps, extra, args.threads)
+        base = base or sps
+        print(f"{name:<52} {sps:>10.1f} {sps / base:>8.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
