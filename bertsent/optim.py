@@ -17,20 +17,31 @@ def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> 
     return base_lr * max(0.0, 1.0 - (step - warmup_steps) / decay_steps)
 
 
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Decay weight matrices (ndim >= 2); never biases or LayerNorm weights (ndim 1)."""
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
+HEAD_MARKERS = ("classifier", "pooler")
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float,
+                 head_lr_mult: float = 1.0) -> list[dict]:
+    """Decay weight matrices (ndim >= 2); never biases or LayerNorm weights (ndim 1).
+
+    The freshly initialised head (pooler + classifier) can learn `head_lr_mult` times faster
+    than the pre-trained body; each group carries its multiplier as `lr_mult`.
+    """
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": no_decay, "weight_decay": 0.0}]
+            head = head_lr_mult != 1.0 and any(m in name for m in HEAD_MARKERS)
+            groups.setdefault((p.ndim >= 2, head), []).append(p)
+    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
+             "lr_mult": head_lr_mult if head else 1.0}
+            for (decay, head), params in sorted(groups.items(), key=lambda kv: (not kv[0][0],
+                                                                                kv[0][1]))]
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
-                    device: torch.device) -> torch.optim.AdamW:
+                    device: torch.device, head_lr_mult: float = 1.0) -> torch.optim.AdamW:
     """Fused AdamW (one kernel over all parameters) where this torch has it for the device."""
-    groups = param_groups(model, weight_decay)
+    groups = param_groups(model, weight_decay, head_lr_mult)
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError):
@@ -39,4 +50,4 @@ def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)

@@ -11,7 +11,7 @@ from bertsent.errors import fail
 UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "max_length",
           "truncation", "train_samples", "val_samples", "seed", "group_by_length", "epochs",
           "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "max_steps",
-          "freeze_embeddings", "grad_accum", "dropout")
+          "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult")
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("eval_samples", "eval_batch_size", "eval_every", "save_every", "log_every",
         "keep_last", "sanity_eval_batches", "precision", "compile", "device", "num_workers",

@@ -158,7 +158,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     steps_per_epoch = math.ceil(len(sampler.global_batches()) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     total = min(total, cfg.max_steps) if cfg.max_steps else total
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device, cfg.head_lr_mult)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     progress = Progress()

@@ -41,6 +41,7 @@ def base_args(tiny_model_dir: Path, tiny_data_dir: Path, root: Path, run: str) -
             "--train-samples", "96", "--val-samples", "32", "--eval-samples", "40",
             "--epochs", "2", "--batch-size", "8", "--eval-batch-size", "16",
             "--save-every", "2", "--log-every", "1", "--max-length", "48", "--lr", "1e-2",
+            "--head-lr-mult", "1",
             "--seed", "7", "--precision", "fp32", "--device", "cpu", "--keep-last", "3",
             "--sanity-eval-batches", "1", "--run-name", run,
             "--checkpoint-dir", str(root / "ckpt"), "--runs-dir", str(root / "runs"),

@@ -32,8 +32,25 @@ def test_no_decay_on_biases_and_layernorm(tiny_model_dir):
     assert len(decay_names) + len(no_decay_names) == len(list(model.parameters()))
 
 
+def test_head_learning_rate_multiplier(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    from bertsent.optim import set_lr
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    groups = param_groups(model, 0.01, head_lr_mult=10.0)
+    opt = torch.optim.AdamW(groups, lr=1.0)
+    set_lr(opt, 2e-4)
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in opt.param_groups:
+        heads = {("classifier" in names[id(p)] or "pooler" in names[id(p)])
+                 for p in group["params"]}
+        assert len(heads) == 1
+        assert group["lr"] == pytest.approx(2e-3 if heads.pop() else 2e-4)
+
+
 def test_frozen_parameters_are_left_out():
     model = torch.nn.Linear(3, 2)
     model.weight.requires_grad_(False)
-    decay, no_decay = param_groups(model, 0.1)
-    assert decay["params"] == [] and len(no_decay["params"]) == 1
+    (group,) = param_groups(model, 0.1)
+    assert group["weight_decay"] == 0.0 and group["params"] == [model.bias]
