@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from bertsent.config import from_mapping, parse_overrides
+from bertsent.config import _f, from_mapping, parse_overrides
 from bertsent.data import Collator, check_split, load_raw, test_subset, tokenize
 from bertsent.engine import evaluate
 from bertsent.errors import fail, run_cli
@@ -16,10 +16,6 @@ from bertsent.metrics import confusion
 from bertsent.model import load_tokenizer, load_trained, read_meta
 from bertsent.runtime import autocast_for, pick_device, pick_precision
 from bertsent.sampling import EvalBatchSampler
-
-
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
 
 
 @dataclass

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from bertsent.config import from_mapping, parse_overrides
+from bertsent.config import _f, from_mapping, parse_overrides
 from bertsent.data import Collator, encode_texts
 from bertsent.errors import fail, run_cli
 from bertsent.model import load_tokenizer, load_trained, read_meta
 from bertsent.runtime import autocast_for, pick_device
 
 
-def _f(default, help: str, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
 @dataclass
 class PredictConfig:
-    """Predict the sentiment of texts with a model saved by bertsent.train."""
+    """Predict the sentiment of texts with a model saved by bertsent.train: give the texts as
+    arguments after the flags, one per line with --file, or on stdin."""
 
     model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
     file: str | None = _f(None, "read texts from this file, one per line")
