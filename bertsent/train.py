@@ -175,7 +175,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
         model = torch.compile(model, dynamic=False)
     if dist.enabled:
         ids = [device.index] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                          broadcast_buffers=False)
     logger = RunLogger(log_dir if dist.is_main else None,
                        purge_step=progress.step + 1 if resume_state is not None else None)
     run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
@@ -236,7 +237,10 @@ def save_model(run: Run, folder: Path, metrics: dict) -> None:
 def validate(run: Run, loader, step: int, prefix: str = "val",
              max_batches: int | None = None) -> EvalResult:
     gather = D.all_gather_objects if run.dist.enabled else None
-    result = evaluate(run.model, loader, run.device, num_labels=run.cfg.num_labels,
+    # Ranks hold different numbers of eval batches: run the module inside DDP, whose forward
+    # would otherwise wait for the other ranks.
+    model = run.model.module if run.dist.enabled else run.model
+    result = evaluate(model, loader, run.device, num_labels=run.cfg.num_labels,
                       autocast=autocast_for(run.precision, run.device),
                       max_batches=max_batches, desc=prefix, gather=gather)
     if max_batches is None:
