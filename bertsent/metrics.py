@@ -32,3 +32,13 @@ def confusion(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2) -> li
     """Rows are true labels, columns predicted labels."""
     preds = np.asarray(logits).argmax(axis=-1)
     return confusion_matrix(labels, preds, labels=list(range(num_labels))).tolist()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    return torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)), dim=-1).numpy()
+
+
+def confident_mistakes(labels: np.ndarray, probs: np.ndarray, k: int) -> np.ndarray:
+    """Row indices of the k wrong predictions the model was surest of, surest first."""
+    wrong = np.flatnonzero(probs.argmax(axis=1) != labels)
+    return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:k]

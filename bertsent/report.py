@@ -11,16 +11,12 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay  # noqa: E402
 
 from bertsent.engine import EvalResult  # noqa: E402
+from bertsent.metrics import confident_mistakes, softmax  # noqa: E402
 from bertsent.tracking import RunLogger  # noqa: E402
-
-
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    return torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)), dim=-1).numpy()
 
 
 def confusion_figure(labels: np.ndarray, preds: np.ndarray, names: list[str]):
@@ -65,12 +61,11 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
-def confident_mistakes(texts: list[str], labels: np.ndarray, probs: np.ndarray,
-                       names: list[str], k: int = 20) -> str:
+def mistakes_table(texts: list[str], labels: np.ndarray, probs: np.ndarray,
+                   names: list[str], k: int = 20) -> str:
     """The k wrong predictions the model was surest of, as a markdown table."""
     preds = probs.argmax(axis=1)
-    wrong = np.flatnonzero(preds != labels)
-    wrong = wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:k]
+    wrong = confident_mistakes(labels, probs, k)
     rows = ["| # | true | predicted | confidence | review |", "|---|---|---|---|---|"]
     for rank, i in enumerate(wrong, 1):
         text = " ".join(texts[i].replace("<br />", " ").split())
@@ -85,14 +80,14 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     names = metrics["labels"]
-    probs = probabilities(result.logits)
+    probs = softmax(result.logits)
     preds = probs.argmax(axis=1)
     texts = [texts[i] for i in result.indices]
     metrics = {**metrics, "expected_calibration_error": expected_calibration_error(
         result.labels, probs)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     (out / "mistakes.md").write_text("# The 20 most confident mistakes\n\n"
-                                     + confident_mistakes(texts, result.labels, probs, names))
+                                     + mistakes_table(texts, result.labels, probs, names))
     logger = RunLogger(out / "tensorboard")
     figures = {"confusion_matrix": confusion_figure(result.labels, preds, names)}
     if len(names) == 2 and len(np.unique(result.labels)) == 2:

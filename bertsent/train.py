@@ -23,6 +23,7 @@ from bertsent.config import TrainConfig, from_mapping, parse_overrides
 from bertsent.data import Collator, EncodedDataset, check_split, load_raw, subset_indices, tokenize
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
+from bertsent.metrics import confident_mistakes, softmax
 from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.resume import check_compatible
@@ -245,22 +246,20 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
                       max_batches=max_batches, desc=prefix, gather=gather)
     if max_batches is None:
         run.logger.scalars(prefix, result.metrics, step)
-        if run.cfg.num_labels == 2 and len(result.labels):
-            probs = torch.softmax(torch.from_numpy(result.logits), dim=-1)[:, 1]
-            run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs.numpy(), step)
-        if prefix == "val" and run.val_texts:
-            run.logger.text("val/misclassified", misclassified(run, result), step)
+        probs = softmax(result.logits) if len(result.labels) else None
+        if run.cfg.num_labels == 2 and probs is not None:
+            run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs[:, 1], step)
+        if prefix == "val" and run.val_texts and probs is not None:
+            run.logger.text("val/misclassified", misclassified(run, result, probs), step)
     return result
 
 
-def misclassified(run: Run, result: EvalResult, k: int = 5) -> str:
+def misclassified(run: Run, result: EvalResult, probs: np.ndarray, k: int = 5) -> str:
     """A few validation reviews the model got wrong, surest first (markdown for TensorBoard)."""
-    probs = torch.softmax(torch.from_numpy(result.logits), dim=-1).numpy()
-    wrong = np.flatnonzero(probs.argmax(1) != result.labels)
-    wrong = wrong[np.argsort(-probs[wrong].max(1), kind="stable")][:k]
     names = unwrap(run.model).config.id2label
     lines = [f"**true {names[int(result.labels[i])]}, p={probs[i].max():.3f}**: "
-             f"{run.val_texts[int(result.indices[i])][:400]}" for i in wrong]
+             f"{run.val_texts[int(result.indices[i])][:400]}"
+             for i in confident_mistakes(result.labels, probs, k)]
     return "\n\n".join(lines) or "(none)"
 
 
@@ -378,7 +377,7 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
     if hooks is None:  # subprocess tests stop a run at a chosen step through the environment
         stop = os.environ.get("BERTSENT_STOP_AFTER_STEP")
         hooks = Hooks(stop_after_step=int(stop) if stop else None)
-    overrides = cfg if isinstance(cfg, dict) else {k: v for k, v in cfg.to_dict().items()}
+    overrides = cfg if isinstance(cfg, dict) else cfg.to_dict()
     cfg, resume_state = resolve_resume(overrides)
     device = pick_device(cfg.device)
     dist = D.setup_distributed(device.type)

@@ -124,3 +124,12 @@ def test_evaluate_scores_the_whole_set_not_batch_means(tiny_model_dir):
     assert result.metrics["samples"] == 10 and result.indices.tolist() == list(range(10))
     direct = compute_metrics(result.logits, result.labels)
     assert result.metrics == direct
+
+
+def test_confident_mistakes_are_the_surest_wrong_rows():
+    from bertsent.metrics import confident_mistakes, softmax
+
+    probs = softmax(np.array([[3.0, 0.0], [0.0, 1.0], [0.0, 4.0], [2.0, 0.0]]))
+    labels = np.array([1, 1, 0, 0])  # rows 0 and 2 are wrong; row 2 is surer
+    assert confident_mistakes(labels, probs, 5).tolist() == [2, 0]
+    assert confident_mistakes(labels, probs, 1).tolist() == [2]
