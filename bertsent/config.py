@@ -66,7 +66,10 @@ class TrainConfig:
     runs_dir: str = _f("runs", "TensorBoard log root")
     checkpoint_dir: str = _f("checkpoints", "checkpoint root")
     cache_dir: str = _f("~/.cache/bertsent", "where tokenised datasets are cached")
-    log_every: int = _f(10, "optimizer steps between training scalars")
+    log_every: int = _f(10, "optimizer steps between training scalars (the loss logged is the "
+                        "mean over those steps)")
+    progress_every: float = _f(60.0, "seconds between plain progress lines when stderr is not "
+                               "a terminal (nohup, batch jobs); 0 disables them")
     save_every: int = _f(200, "optimizer steps between checkpoints (0: epoch ends only)")
     eval_every: int = _f(0, "optimizer steps between validations (0: epoch ends only)")
     keep_last: int = _f(2, "step checkpoints kept besides the best model")
@@ -92,7 +95,8 @@ class TrainConfig:
             if value is not None and value <= 0:
                 fail(f"--{_flag(name)} must be positive, got {value}")
         for name in ("val_samples", "weight_decay", "max_grad_norm", "save_every",
-                     "eval_every", "log_every", "num_workers", "sanity_eval_batches"):
+                     "eval_every", "log_every", "num_workers", "sanity_eval_batches",
+                     "progress_every"):
             if getattr(self, name) < 0:
                 fail(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
         if self.keep_last < 1:

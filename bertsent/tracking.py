@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,37 @@ class RunLogger:
         if self.writer:
             self.writer.close()
             self.writer = None
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else \
+        f"{rest // 60}:{rest % 60:02d}"
+
+
+class PlainProgress:
+    """One progress line every `every` seconds, for logs that are not a terminal.
+
+    tqdm draws nothing when stderr is redirected (nohup, a batch scheduler, CI), which would
+    leave an hour-long run silent; this prints what the bar would show, as plain lines.
+    """
+
+    def __init__(self, total: int, every: float, enabled: bool, clock=time.monotonic):
+        self.total, self.every, self.enabled, self.clock = total, every, enabled and every > 0, \
+            clock
+        self.last = clock()
+
+    def line(self, step: int, loss: float, samples_per_second: float,
+             seconds_per_step: float) -> str:
+        eta = format_duration((self.total - step) * seconds_per_step)
+        return (f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%) "
+                f"loss {loss:.4f} {samples_per_second:.1f} samples/s eta {eta}")
+
+    def update(self, step: int, loss: float, samples_per_second: float,
+               seconds_per_step: float) -> None:
+        now = self.clock()
+        if self.enabled and (now - self.last >= self.every or step >= self.total):
+            self.last = now
+            print(self.line(step, loss, samples_per_second, seconds_per_step),
+                  file=sys.stderr, flush=True)

@@ -29,7 +29,7 @@ from bertsent.optim import build_optimizer, lr_at
 from bertsent.resume import check_compatible
 from bertsent.runtime import autocast_for, pick_device, pick_precision, seed_everything
 from bertsent.sampling import EvalBatchSampler, TrainBatchSampler
-from bertsent.tracking import RunLogger
+from bertsent.tracking import PlainProgress, RunLogger
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Progress:
     best_metric: float = -math.inf
     best_step: int = -1
     skipped_steps: int = 0
+    loss_sum: float = 0.0  # summed step losses since the last logged point
+    loss_steps: int = 0  # steps in that sum: the logged loss is their mean
 
 
 @dataclass
@@ -269,7 +271,10 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     reduce = D.all_reduce_sum if run.dist.enabled else None
     bar = tqdm(total=run.total_steps, initial=progress.step, desc="train", disable=None
                if run.dist.is_main else True, dynamic_ncols=True)
+    plain = PlainProgress(run.total_steps, cfg.progress_every,
+                          enabled=run.dist.is_main and bar.disable)
     run.model.train()
+    shown_loss = math.nan  # the mean loss of the last logged window
     while progress.step < run.total_steps:
         run.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
         sizes = [len(b) for b in run.sampler.global_batches()]
@@ -299,17 +304,24 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
             if epoch_end:
                 progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
             run.history.append((progress.step, result.loss))
+            if not result.skipped:
+                progress.loss_sum, progress.loss_steps = (progress.loss_sum + result.loss,
+                                                          progress.loss_steps + 1)
             done = progress.step >= run.total_steps
             log_now = progress.step % cfg.log_every == 0 if cfg.log_every else False
-            if log_now or done:
-                sps = progress.samples_seen / max(progress.train_seconds, 1e-9)
-                run.logger.scalars("train", {"loss": result.loss, "lr": lr,
+            sps = progress.samples_seen / max(progress.train_seconds, 1e-9)
+            if (log_now or done) and progress.loss_steps:
+                shown_loss = progress.loss_sum / progress.loss_steps
+                progress.loss_sum, progress.loss_steps = 0.0, 0
+                run.logger.scalars("train", {"loss": shown_loss, "lr": lr,
                                              "grad_norm": result.grad_norm,
                                              "samples_per_second": sps,
                                              "skipped_steps": progress.skipped_steps},
                                    progress.step)
-                bar.set_postfix(loss=f"{result.loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
+                bar.set_postfix(loss=f"{shown_loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
             bar.update(1)
+            plain.update(progress.step, shown_loss, sps,
+                         progress.train_seconds / max(progress.step, 1))
             if run.val_loader is not None and (epoch_end or done or (
                     cfg.eval_every and progress.step % cfg.eval_every == 0)):
                 metrics = validate(run, run.val_loader, progress.step).metrics
