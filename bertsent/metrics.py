@@ -5,11 +5,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    classification_report,
+    confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+from bertsent.labels import numeric_values
 
 
-def compute_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2) -> dict:
-    """Loss, accuracy, F1, precision and recall (positive class for binary, macro otherwise)."""
+def compute_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2,
+                    names: list[str] | None = None) -> dict:
+    """Loss, accuracy, F1, precision and recall (positive class for binary, macro otherwise),
+    plus class_metrics for many classes and ordinal labels."""
     logits = np.asarray(logits, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     preds = logits.argmax(axis=-1)
@@ -25,7 +34,33 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2)
         "precision": float(precision),
         "recall": float(recall),
         "samples": int(len(labels)),
+        **class_metrics(labels, preds, num_labels, names),
     }
+
+
+def class_metrics(labels: np.ndarray, preds: np.ndarray, num_labels: int,
+                  names: list[str] | None = None) -> dict:
+    """More than two classes: macro and weighted F1 and each class's precision, recall, F1 and
+    support (scikit-learn's classification report, by name). Names that are all numbers
+    (ratings): the mean absolute error between predicted and true values, since predicting 9
+    for a 10 is a smaller mistake than predicting 1."""
+    out: dict = {}
+    if not len(labels):
+        return out
+    shown = list(names) if names is not None else [str(i) for i in range(num_labels)]
+    if num_labels > 2:
+        report = classification_report(labels, preds, labels=list(range(num_labels)),
+                                       target_names=shown, output_dict=True, zero_division=0)
+        out["f1_macro"] = float(report["macro avg"]["f1-score"])
+        out["f1_weighted"] = float(report["weighted avg"]["f1-score"])
+        out["per_class"] = {name: {"precision": float(report[name]["precision"]),
+                                   "recall": float(report[name]["recall"]),
+                                   "f1": float(report[name]["f1-score"]),
+                                   "support": int(report[name]["support"])} for name in shown}
+    values = numeric_values(names) if names is not None else None
+    if values is not None:
+        out["mae"] = float(np.abs(values[preds] - values[labels]).mean())
+    return out
 
 
 def confusion(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2) -> list[list[int]]:

@@ -20,9 +20,13 @@ from bertsent.tracking import RunLogger  # noqa: E402
 
 
 def confusion_figure(labels: np.ndarray, preds: np.ndarray, names: list[str]):
-    fig, ax = plt.subplots(figsize=(4, 4))
-    ConfusionMatrixDisplay.from_predictions(labels, preds, display_labels=names, ax=ax,
-                                            colorbar=False, cmap="Blues")
+    """N x N counts with the label names; the figure grows with N so 8+ classes stay legible."""
+    size = max(4.0, 1.0 + 0.6 * len(names))
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay.from_predictions(labels, preds, labels=list(range(len(names))),
+                                            display_labels=names, ax=ax, colorbar=False,
+                                            cmap="Blues", values_format="d",
+                                            xticks_rotation=45 if len(names) > 4 else "horizontal")
     ax.set_title("Confusion matrix")
     fig.tight_layout()
     return fig
@@ -32,6 +36,18 @@ def pr_figure(labels: np.ndarray, positive: np.ndarray):
     fig, ax = plt.subplots(figsize=(4.5, 4))
     PrecisionRecallDisplay.from_predictions(labels, positive, ax=ax, name="positive class")
     ax.set_title("Precision-recall")
+    fig.tight_layout()
+    return fig
+
+
+def pr_figure_per_class(labels: np.ndarray, probs: np.ndarray, names: list[str]):
+    """One-vs-rest precision-recall curve of each class that occurs in the labels."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for i, name in enumerate(names):
+        if (labels == i).any():
+            PrecisionRecallDisplay.from_predictions(labels == i, probs[:, i], ax=ax, name=name)
+    ax.set_title("Precision-recall, each class against the rest")
+    ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -94,6 +110,10 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
         figures["precision_recall"] = pr_figure(result.labels, probs[:, 1])
         figures["reliability"] = reliability_figure(result.labels, probs[:, 1])
         logger.pr_curve("eval/pr_curve", result.labels, probs[:, 1], 0)
+    elif len(names) > 2 and len(result.labels):
+        figures["precision_recall"] = pr_figure_per_class(result.labels, probs, names)
+        for i, name in enumerate(names):
+            logger.pr_curve(f"eval/pr_curve/{name}", result.labels == i, probs[:, i], 0)
     for name, fig in figures.items():
         fig.savefig(out / f"{name}.png", dpi=120)
         logger.figure(f"eval/{name}", fig, 0)  # closes the figure
