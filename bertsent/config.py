@@ -12,9 +12,11 @@ from typing import Any
 import tomllib
 
 from bertsent.errors import fail
+from bertsent.labels import parse_label_list
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRUNCATIONS = ("head", "tail", "head+tail")
+CLASS_WEIGHTS = ("none", "balanced")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -27,13 +29,20 @@ class TrainConfig:
 
     # what to train on
     model: str = _f("sentence-transformers/all-MiniLM-L6-v2", "hub id or local model folder")
-    data: str = _f("stanfordnlp/imdb", "hub dataset id, or a folder of train/test parquet, "
-                   "csv or jsonl files, or an aclImdb/ folder")
+    data: str = _f("stanfordnlp/imdb", "hub dataset id, or a folder of train/test (and "
+                   "optionally validation) parquet, csv or jsonl files, or an aclImdb/ folder")
     text_column: str = _f("text", "name of the text column")
-    label_column: str = _f("label", "name of the integer label column")
-    num_labels: int = _f(2, "number of classes (labels are 0..num_labels-1)")
+    label_column: str = _f("label", "name of the label column (integers or strings)")
+    num_labels: int | None = _f(None, "number of classes (default: from the training data; "
+                                "checked against it when given)")
+    labels: list[str] | None = _f(None, "the classes in id order, e.g. negative,positive: also "
+                                  "their names (default: integer labels 0..n-1 are the ids, "
+                                  "other labels are sorted, numerically when numbers)",
+                                  parse=parse_label_list)
     train_samples: int | None = _f(None, "shuffled training reviews to use (default: all)")
-    val_samples: int = _f(500, "reviews carved from train for validation / model selection")
+    val_samples: int = _f(500, "reviews for validation / model selection: drawn from the data's "
+                          "own validation split when it has one and a labelled test split "
+                          "(all of it when smaller), else carved from train")
     eval_samples: int | None = _f(None, "shuffled test reviews for the final report (default: all)")
     max_length: int = _f(256, "tokens per review after truncation")
     truncation: str = _f("head+tail", "which tokens to keep from long reviews",
@@ -45,6 +54,9 @@ class TrainConfig:
     grad_accum: int = _f(1, "micro-batches per optimizer step")
     lr: float = _f(1e-4, "peak learning rate")
     head_lr_mult: float = _f(20.0, "learning-rate multiplier for the new head (pooler+classifier)")
+    class_weights: str = _f("none", "weigh the training loss by class: balanced = inverse class "
+                            "frequency in the training split (evaluation stays unweighted)",
+                            choices=CLASS_WEIGHTS)
     weight_decay: float = _f(0.01, "decoupled weight decay on weight matrices only")
     warmup_ratio: float = _f(0.1, "fraction of optimizer steps spent warming up linearly")
     max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
@@ -80,12 +92,14 @@ class TrainConfig:
     skip_nonfinite: bool = _f(False, "skip updates whose loss or gradient is NaN/inf")
 
     def validate(self) -> TrainConfig:
-        for name in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "max_length",
-                     "num_labels"):
+        for name in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "max_length"):
             if getattr(self, name) <= 0:
                 fail(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
-        if self.num_labels < 2:
+        if self.num_labels is not None and self.num_labels < 2:
             fail(f"--num-labels must be at least 2, got {self.num_labels}")
+        if self.labels and self.num_labels is not None and len(self.labels) != self.num_labels:
+            fail(f"--labels lists {len(self.labels)} labels but --num-labels is "
+                 f"{self.num_labels}: omit --num-labels or make them agree")
         if not self.head_lr_mult > 0:
             fail(f"--head-lr-mult must be positive, got {self.head_lr_mult}")
         if not self.lr > 0:
@@ -152,6 +166,9 @@ def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argpa
         if kind is bool:
             parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction,
                                 help=help_text)
+        elif "parse" in f.metadata:  # a field with its own parser (e.g. a list as 'a,b')
+            parser.add_argument(f"--{_flag(f.name)}", type=f.metadata["parse"],
+                                help=help_text, metavar=f.name.upper())
         else:
             parser.add_argument(f"--{_flag(f.name)}", type=_optional(kind) if optional else kind,
                                 choices=f.metadata.get("choices"), help=help_text,
@@ -180,6 +197,9 @@ def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = 
         name = key.replace("-", "_")
         if name not in known:
             fail(f"{source}: unknown key '{key}': valid keys are the --flags, e.g. batch_size")
+        if "parse" in known[name].metadata:  # the same parser as the flag's
+            kwargs[name] = known[name].metadata["parse"](value)
+            continue
         kind, optional = _base_type(hints[name])
         if value is None and optional:
             kwargs[name] = None

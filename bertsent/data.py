@@ -17,8 +17,11 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from bertsent.errors import fail
+from bertsent.labels import LabelMap, check_column, is_integer
 
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
+VALIDATION_SPLITS = ("validation", "val")  # names a data set's own validation split goes by
+UNLABELLED = -1  # what hub datasets put in the label column of a test split they keep hidden
 datasets.disable_progress_bars()
 
 
@@ -54,18 +57,31 @@ def _load_aclimdb(folder: Path) -> DatasetDict:
     return DatasetDict(train=split("train"), test=split("test"))
 
 
+def _validation_files(folder: Path, data: str) -> tuple[str, list[str]] | None:
+    """The files of the folder's own validation split (validation.* or val.*), if any."""
+    found = {name: f for name in VALIDATION_SPLITS if (f := _split_files(folder, name))}
+    if len(found) > 1:
+        fail(f"data folder {data} has both {' and '.join(f'{n}.*' for n in found)} files: keep "
+             "one validation split")
+    return next(iter(found.values()), None)
+
+
 def load_raw(data: str) -> DatasetDict:
-    """Return a DatasetDict with 'train' and 'test' from a hub id or a local folder."""
+    """Return a DatasetDict with 'train', and 'test' and/or 'validation', from a hub id or a
+    local folder."""
     path = Path(data).expanduser()
     if path.is_dir():
         for root in (path, path / "aclImdb"):
             if (root / "train" / "pos").is_dir() and (root / "test" / "pos").is_dir():
                 return _load_aclimdb(root)
         found = {s: _split_files(path, s) for s in ("train", "test")}
-        missing = [s for s, f in found.items() if f is None]
-        if missing:
+        found["validation"] = _validation_files(path, data)
+        missing = [s for s in ("train", "test") if found[s] is None]
+        if "train" in missing or (missing and found["validation"] is None):
             fail(f"data folder {data} has no {' or '.join(missing)} file: add "
-                 f"{missing[0]}.parquet (or .csv/.jsonl), or an aclImdb/ train/test tree")
+                 f"{missing[0]}.parquet (or .csv/.jsonl)"
+                 + (", a validation file" if missing[0] == "test" else "")
+                 + ", or an aclImdb/ train/test tree")
         fmts = {f[0] for f in found.values() if f}
         if len(fmts) > 1:
             fail(f"data folder {data} mixes file formats {sorted(fmts)}: use one format")
@@ -86,14 +102,58 @@ def load_raw(data: str) -> DatasetDict:
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types
         fail(f"cannot load dataset '{data}' from the Hugging Face hub "
              f"({type(exc).__name__}): pass a local --data folder such as ../shared/data/imdb")
-    if not isinstance(loaded, DatasetDict) or not {"train", "test"} <= set(loaded):
-        fail(f"dataset '{data}' has no train and test splits: pass one that has both")
-    return DatasetDict(train=loaded["train"], test=loaded["test"])
+    valid = next((s for s in VALIDATION_SPLITS if isinstance(loaded, DatasetDict)
+                  and s in loaded), None)
+    if not isinstance(loaded, DatasetDict) or "train" not in loaded or (
+            "test" not in loaded and valid is None):
+        fail(f"dataset '{data}' has no train and test (or validation) splits: pass one that has "
+             "them")
+    splits = {"train": loaded["train"]}
+    splits.update({"test": loaded["test"]} if "test" in loaded else {})
+    splits.update({"validation": loaded[valid]} if valid else {})
+    return DatasetDict(splits)
 
 
-def check_split(ds: Dataset, name: str, text_column: str, label_column: str,
-                num_labels: int) -> Dataset:
-    """Fail with one line on missing columns, bad labels or empty texts; return text/label."""
+@dataclass(frozen=True)
+class Splits:
+    """Which split does what. `validation` (the data's own) selects the model; `test` is
+    reported on, and is the validation split itself when the data has no labelled test."""
+
+    train: Dataset
+    test: Dataset
+    validation: Dataset | None
+    test_split: str  # "test", or "validation" when the test split is missing or unlabelled
+    note: str = ""  # why, when test_split is not "test"
+
+
+def is_unlabelled(ds: Dataset, label_column: str) -> bool:
+    """A test split without its labels: no label column, or every label -1 (hub datasets)."""
+    if label_column not in ds.column_names:
+        return True
+    labels = ds.data.column(label_column)
+    return len(ds) > 0 and is_integer(labels) and labels.null_count == 0 and \
+        pc.all(pc.equal(labels, UNLABELLED)).as_py()
+
+
+def pick_splits(raw: DatasetDict, data: str, label_column: str) -> Splits:
+    """With a labelled test split, the data's validation split (if any) selects the model;
+    without one, the validation split is what the run reports on (and model selection uses
+    reviews carved from train, never the reported data)."""
+    train, test, valid = raw["train"], raw.get("test"), raw.get("validation")
+    if test is not None and (label_column not in train.column_names  # check_split says so
+                             or not is_unlabelled(test, label_column)):
+        return Splits(train, test, valid, "test")
+    if valid is None:
+        fail(f"the test split of {data} has no labels (no '{label_column}' column, or all "
+             f"{UNLABELLED}): add labelled test data or a validation split")
+    why = "has no labels" if test is not None else "is missing"
+    return Splits(train, valid, None, "validation",
+                  note=f"the test split of {data} {why}: reporting on the validation split")
+
+
+def check_split(ds: Dataset, name: str, text_column: str, label_column: str) -> Dataset:
+    """Fail with one line on missing columns, bad labels or empty texts; return text/label
+    (the labels as they are in the data: LabelMap turns them into class ids)."""
     for column, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
         if column not in ds.column_names:
             fail(f"the {name} split has no column '{column}' (columns: "
@@ -101,7 +161,6 @@ def check_split(ds: Dataset, name: str, text_column: str, label_column: str,
     if len(ds) == 0:
         fail(f"the {name} split is empty: give it at least one row")
     texts = ds.data.column(text_column)
-    labels = ds.data.column(label_column)
     if texts.null_count:
         fail(f"the {name} split has {texts.null_count} missing texts in '{text_column}': "
              "drop or fill those rows")
@@ -110,13 +169,7 @@ def check_split(ds: Dataset, name: str, text_column: str, label_column: str,
     empty = pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)).as_py() or 0
     if empty:
         fail(f"the {name} split has {empty} empty texts: drop those rows")
-    if labels.null_count or not str(labels.type).startswith(("int", "uint")):
-        fail(f"column '{label_column}' must hold integer labels 0..{num_labels - 1} "
-             f"(found {labels.type}, {labels.null_count} missing): map them to integers")
-    lo, hi = pc.min(labels).as_py(), pc.max(labels).as_py()
-    if lo < 0 or hi >= num_labels:
-        fail(f"the {name} split has labels in [{lo}, {hi}] but --num-labels is {num_labels}: "
-             f"labels must be 0..{num_labels - 1}")
+    check_column(ds.data.column(label_column), name, label_column)
     keep = [c for c in ds.column_names if c not in (text_column, label_column)]
     ds = ds.remove_columns(keep)
     if text_column != "text":
@@ -124,6 +177,18 @@ def check_split(ds: Dataset, name: str, text_column: str, label_column: str,
     if label_column != "label":
         ds = ds.rename_column(label_column, "label")
     return ds
+
+
+def apply_labels(ds: Dataset, labels: LabelMap, name: str, known_by: str = "the train split"
+                 ) -> Dataset:
+    """The split with class ids in 'label'. Integer ids stay as they are (same fingerprint,
+    same token cache); mapped labels are replaced, under a fingerprint of the mapping."""
+    ids = labels.encode(ds.data.column("label"), name, known_by)
+    if labels.by_id:
+        return ds
+    key = hashlib.sha256(f"labels|{ds._fingerprint}|{json.dumps(labels.names)}".encode())
+    return ds.remove_columns("label").add_column("label", ids,
+                                                 new_fingerprint=key.hexdigest()[:24])
 
 
 # ---------------------------------------------------------------- seeded subsets
@@ -135,12 +200,22 @@ class SubsetIndices:
 
 
 def subset_indices(n_train: int, n_test: int, train_samples: int | None, val_samples: int,
-                   eval_samples: int | None, seed: int) -> SubsetIndices:
+                   eval_samples: int | None, seed: int, n_val: int | None = None
+                   ) -> SubsetIndices:
     """Shuffle with the seed, carve validation off the front of train, then take the subsets.
 
-    Validation comes first so that it does not change when --train-samples does.
+    Validation comes first so that it does not change when --train-samples does. With the
+    data's own validation split (n_val rows), validation is drawn from it instead (all of it
+    when it is smaller than val_samples) and train is not carved.
     """
     perm = np.random.default_rng(seed).permutation(n_train)
+    if n_val is not None:
+        if train_samples is not None and train_samples > n_train:
+            fail(f"--train-samples {train_samples} is larger than the {n_train} training rows: "
+                 "lower it or omit it to use all")
+        val = np.random.default_rng(seed + 2).permutation(n_val)[:val_samples]
+        train = perm[:train_samples] if train_samples is not None else perm
+        return SubsetIndices(train=train, val=val, test=test_subset(n_test, eval_samples, seed))
     if val_samples >= n_train:
         fail(f"--val-samples {val_samples} leaves no training data from {n_train} rows: "
              "lower --val-samples")

@@ -19,7 +19,7 @@ from bertsent.runtime import AutocastFactory
 
 @dataclass
 class StepResult:
-    loss: float  # mean loss over every sample of the step (all micro-batches, all ranks)
+    loss: float  # mean (class-weighted) loss per sample of the step, all micro-batches/ranks
     grad_norm: float  # global norm before clipping
     num_items: int  # samples in the step, all ranks
     skipped: bool = False  # the update was skipped because loss or gradient was not finite
@@ -47,12 +47,16 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                autocast: AutocastFactory = contextlib.nullcontext,
                scaler: torch.amp.GradScaler | None = None, world_size: int = 1,
                skip_nonfinite: bool = False,
-               all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> StepResult:
+               all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               class_weights: torch.Tensor | None = None) -> StepResult:
     """Forward, loss, backward for each micro-batch, then clip, step and zero the gradients.
 
     Each micro-batch's summed loss is divided by `num_items`, the samples of the whole step on
     all ranks, so K micro-batches of B equal one batch of K*B exactly (also for a short last
-    step); DDP averages gradients over ranks, hence the `world_size` factor.
+    step); DDP averages gradients over ranks, hence the `world_size` factor. With
+    `class_weights` each sample's loss is multiplied by its class's weight and the sum is
+    still divided by `num_items` (not by the sum of the weights, which no micro-batch knows):
+    the loss is the mean weighted loss per sample, and accumulation stays exact.
     """
     set_lr(optimizer, lr)
     losses = []
@@ -62,7 +66,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             else model.no_sync()
         with sync:
             logits = forward_logits(model, batch, autocast)
-            loss = F.cross_entropy(logits, batch["labels"], reduction="sum")
+            loss = F.cross_entropy(logits, batch["labels"], weight=class_weights,
+                                   reduction="sum")
             scaled = loss * (world_size / num_items)
             (scaler.scale(scaled) if scaler else scaled).backward()
         losses.append(loss.detach())
@@ -127,7 +132,8 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
              device: torch.device, *, num_labels: int = 2,
              autocast: AutocastFactory = contextlib.nullcontext,
              max_batches: int | None = None, desc: str = "eval",
-             gather: Callable[[tuple], list[tuple]] | None = None) -> EvalResult:
+             gather: Callable[[tuple], list[tuple]] | None = None,
+             names: list[str] | None = None) -> EvalResult:
     """Run the model over the loader in inference mode and score the whole set at once.
 
     Under data parallelism `gather` collects every rank's (logits, labels, indices); rows are
@@ -143,4 +149,5 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
     logits, labels, indices = logits[order], labels[order], indices[order]
     if len(np.unique(indices)) != len(indices):
         raise AssertionError("an evaluation sample was counted twice")
-    return EvalResult(compute_metrics(logits, labels, num_labels), logits, labels, indices)
+    return EvalResult(compute_metrics(logits, labels, num_labels, names), logits, labels,
+                      indices)

@@ -10,15 +10,16 @@ import transformers
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from bertsent.errors import fail
+from bertsent.labels import LabelMap
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
-BINARY_LABELS = {0: "negative", 1: "positive"}
 META_FILE = "bertsent.json"  # training settings stored beside a saved model
 
 
 def label_names(num_labels: int) -> dict[int, str]:
-    return dict(BINARY_LABELS) if num_labels == 2 else {i: f"LABEL_{i}" for i in range(num_labels)}
+    """Names of integer ids 0..n-1: negative/positive for two classes, else '0', '1', ..."""
+    return LabelMap.identity(num_labels).id2label
 
 
 def _where(name: str) -> str:
@@ -44,17 +45,21 @@ DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifi
                 "dropout", "attention_dropout", "seq_classif_dropout")
 
 
-def load_model(name: str, num_labels: int, dropout: float | None = None) -> torch.nn.Module:
-    """AutoModelForSequenceClassification with named labels and SDPA attention."""
-    names = label_names(num_labels)
+def load_model(name: str, num_labels: int, dropout: float | None = None,
+               names: list[str] | tuple[str, ...] | None = None) -> torch.nn.Module:
+    """AutoModelForSequenceClassification with named labels (id2label/label2id in its config,
+    so pipeline and predict print them) and SDPA attention."""
+    names = dict(enumerate(names)) if names is not None else label_names(num_labels)
+    if len(names) != num_labels:
+        raise ValueError(f"{len(names)} label names for {num_labels} labels")
     try:
         config = AutoConfig.from_pretrained(name)
     except Exception:  # noqa: BLE001
         fail(_where(name))
     if getattr(config, "num_labels", num_labels) != num_labels and \
             (Path(name) / META_FILE).exists():
-        fail(f"model {name} was trained with {config.num_labels} labels but --num-labels is "
-             f"{num_labels}: pass the matching --num-labels")
+        fail(f"model {name} was trained with {config.num_labels} labels but this run has "
+             f"{num_labels}: fine-tune its base model, or use data with its labels")
     kwargs = dict(num_labels=num_labels, id2label=names, ignore_mismatched_sizes=True,
                   label2id={v: k for k, v in names.items()})
     if dropout is not None:

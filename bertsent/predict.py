@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                               truncation=meta.get("truncation", "head"),
                               batch_size=cfg.batch_size, device=device, precision=cfg.precision)
         names = [model.config.id2label[i] for i in range(probs.shape[1])]
+        width = max(8, *map(len, names))
         for text, p in zip(texts, probs.tolist(), strict=True):
             label = names[max(range(len(p)), key=p.__getitem__)]
             if cfg.json:
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                                   "probabilities": dict(zip(names, p, strict=True))}))
             else:
                 shown = " ".join(f"{n}={v:.4f}" for n, v in zip(names, p, strict=True))
-                print(f"{label:<8}  {shown}  {text[:70]}")
+                print(f"{label:<{width}}  {shown}  {text[:70]}")
         return 0
 
     return run_cli(entry)

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Any
 
 from bertsent.config import TrainConfig
 from bertsent.errors import fail
 
 # Changing these changes what is trained or the order it is seen in: never allowed.
-UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "max_length",
+UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "labels", "max_length",
           "truncation", "train_samples", "val_samples", "seed", "group_by_length", "epochs",
           "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "max_steps",
-          "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult")
+          "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult", "class_weights")
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("eval_samples", "eval_batch_size", "eval_every", "save_every", "log_every",
         "keep_last", "sanity_eval_batches", "precision", "compile", "device", "num_workers",
@@ -20,8 +21,10 @@ SAFE = ("eval_samples", "eval_batch_size", "eval_every", "save_every", "log_ever
 
 def differences(saved: dict[str, Any], saved_world: int, cfg: TrainConfig, world: int
                 ) -> tuple[list[str], list[str]]:
-    """(unsafe, safe) differences as 'name: saved -> now' strings."""
+    """(unsafe, safe) differences as 'name: saved -> now' strings. A setting that a checkpoint
+    predates (e.g. class_weights) counts as its default, which is what that run used."""
     now = cfg.to_dict()
+    saved = {**{f.name: f.default for f in fields(TrainConfig)}, **saved}
     unsafe = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in UNSAFE if saved.get(k) != now[k]]
     safe = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in SAFE if saved.get(k) != now[k]]
     before, after = saved["batch_size"] * saved_world, cfg.batch_size * world

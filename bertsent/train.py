@@ -20,9 +20,20 @@ from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.card import model_card
 from bertsent.config import TrainConfig, from_mapping, parse_overrides
-from bertsent.data import Collator, EncodedDataset, check_split, load_raw, subset_indices, tokenize
+from bertsent.data import (
+    Collator,
+    EncodedDataset,
+    Splits,
+    apply_labels,
+    check_split,
+    load_raw,
+    pick_splits,
+    subset_indices,
+    tokenize,
+)
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
+from bertsent.labels import LabelMap, class_weights
 from bertsent.metrics import confident_mistakes, softmax
 from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
@@ -78,6 +89,9 @@ class Run:
     val_texts: list[str] = field(default_factory=list)  # for misclassified examples in TB
     history: list[tuple[int, float]] = field(default_factory=list)
     stop_signal: int | None = None
+    label_names: list[str] = field(default_factory=list)  # class id -> name
+    class_weights: torch.Tensor | None = None  # per-class loss weights (--class-weights)
+    test_split: str = "test"  # the split reported on: "validation" when test has no labels
 
 
 def say(dist: D.DistInfo, message: str) -> None:
@@ -86,23 +100,51 @@ def say(dist: D.DistInfo, message: str) -> None:
 
 
 # ---------------------------------------------------------------- setup
-def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo
+def setup_labels(cfg: TrainConfig, dist: D.DistInfo) -> tuple[Splits, LabelMap]:
+    """Read the data, decide which split does what, check it, and map its labels to class ids.
+
+    The classes come from the whole train split (not the --train-samples subset, so they do
+    not change with it) and are written back into cfg (num_labels, and labels when they are
+    not plain ids): config.json and every checkpoint record them, and a resume maps the same.
+    """
+    splits = pick_splits(load_raw(cfg.data), cfg.data, cfg.label_column)
+    if splits.note:
+        say(dist, splits.note + (f"; model selection uses {cfg.val_samples} reviews carved "
+                                 "from train" if cfg.val_samples else ""))
+    train = check_split(splits.train, "train", cfg.text_column, cfg.label_column)
+    labels = LabelMap.from_column(train.data.column("label"), cfg.labels, cfg.num_labels)
+    cfg.num_labels = labels.num_labels
+    if not labels.by_id:
+        cfg.labels = list(labels.names)
+
+    def ready(ds, name: str):
+        return apply_labels(check_split(ds, name, cfg.text_column, cfg.label_column), labels,
+                            name)
+
+    valid = splits.validation
+    return Splits(apply_labels(train, labels, "train"), ready(splits.test, splits.test_split),
+                  ready(valid, "validation") if valid is not None else None,
+                  splits.test_split, splits.note), labels
+
+
+def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
                ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset, list[str]]:
-    """Load, check, subset and tokenise; rank 0 fills the token cache before the others read."""
-    raw = load_raw(cfg.data)
-    train = check_split(raw["train"], "train", cfg.text_column, cfg.label_column, cfg.num_labels)
-    test = check_split(raw["test"], "test", cfg.text_column, cfg.label_column, cfg.num_labels)
+    """Subset and tokenise; rank 0 fills the token cache before the others read. Validation
+    comes from the data's own validation split when it has one, else it is carved from train."""
+    train, test = splits.train, splits.test
+    val_source = splits.validation if splits.validation is not None else train
     idx = subset_indices(len(train), len(test), cfg.train_samples, cfg.val_samples,
-                         cfg.eval_samples, cfg.seed)
+                         cfg.eval_samples, cfg.seed,
+                         n_val=len(splits.validation) if splits.validation is not None else None)
     if not dist.is_main:
         D.barrier()
     enc = {name: tokenize(ds.select(ix), tokenizer, cfg.max_length, cfg.truncation,
                           cfg.cache_dir) if len(ix) else None
-           for name, ds, ix in (("train", train, idx.train), ("val", train, idx.val),
+           for name, ds, ix in (("train", train, idx.train), ("val", val_source, idx.val),
                                 ("test", test, idx.test))}
     if dist.is_main:
         D.barrier()
-    val_texts = train.select(idx.val)["text"] if len(idx.val) else []
+    val_texts = val_source.select(idx.val)["text"] if len(idx.val) else []
     return enc["train"], enc["val"], enc["test"], val_texts
 
 
@@ -114,9 +156,9 @@ def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D
                                        generator=torch.Generator())  # not the global RNG
 
 
-def setup_model(cfg: TrainConfig, device: torch.device):
+def setup_model(cfg: TrainConfig, device: torch.device, names: tuple[str, ...] | None = None):
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, cfg.num_labels, cfg.dropout)
+    model = load_model(cfg.model, cfg.num_labels, cfg.dropout, names)
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit is not None and cfg.max_length > limit:
         fail(f"--max-length {cfg.max_length} exceeds what {cfg.model} supports ({limit}): "
@@ -147,9 +189,11 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
 def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
               resume_state: dict | None) -> tuple[Run, Progress]:
     precision = pick_precision(cfg.precision, device)
+    splits, labels = setup_labels(cfg, dist)  # the model's head needs the number of classes
     seed_everything(cfg.seed)  # the classifier head's init depends on it
-    tokenizer, model = setup_model(cfg, device)
-    train_ds, val_ds, test_ds, val_texts = setup_data(cfg, tokenizer, dist)
+    tokenizer, model = setup_model(cfg, device, labels.names)
+    train_ds, val_ds, test_ds, val_texts = setup_data(cfg, tokenizer, dist, splits)
+    weights = class_weights(train_ds.labels, cfg.num_labels, cfg.class_weights)
     collate = Collator(tokenizer.pad_token_id or 0, 64 if cfg.compile else 8, cfg.max_length)
     sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
                                 group_by_length=cfg.group_by_length,
@@ -185,7 +229,10 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
               train_loader, eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
               eval_loader(test_ds, cfg, collate, dist), total,
-              round(cfg.warmup_ratio * total), run_dir, logger, val_texts)
+              round(cfg.warmup_ratio * total), run_dir, logger, val_texts,
+              label_names=list(labels.names), test_split=splits.test_split,
+              class_weights=None if weights is None else
+              torch.tensor(weights, dtype=torch.float32, device=device))
     return run, progress
 
 
@@ -227,7 +274,7 @@ def save_model(run: Run, folder: Path, metrics: dict) -> None:
         unwrap(run.model).save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
-        (tmp / "README.md").write_text(model_card(run.cfg.to_dict(), metrics))
+        (tmp / "README.md").write_text(model_card(run.cfg.to_dict(), metrics, run.label_names))
 
     try:
         ckpt.atomic_folder(folder, write)
@@ -245,12 +292,19 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
     model = run.model.module if run.dist.enabled else run.model
     result = evaluate(model, loader, run.device, num_labels=run.cfg.num_labels,
                       autocast=autocast_for(run.precision, run.device),
-                      max_batches=max_batches, desc=prefix, gather=gather)
+                      max_batches=max_batches, desc=prefix, gather=gather,
+                      names=run.label_names or None)
     if max_batches is None:
         run.logger.scalars(prefix, result.metrics, step)
         probs = softmax(result.logits) if len(result.labels) else None
         if run.cfg.num_labels == 2 and probs is not None:
             run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs[:, 1], step)
+        elif probs is not None:  # one-vs-rest, one curve and one F1 per class
+            for i, name in enumerate(run.label_names):
+                run.logger.pr_curve(f"{prefix}/pr_curve/{name}", result.labels == i,
+                                    probs[:, i], step)
+            run.logger.scalars(f"{prefix}/f1_per_class", {
+                name: v["f1"] for name, v in result.metrics["per_class"].items()}, step)
         if prefix == "val" and run.val_texts and probs is not None:
             run.logger.text("val/misclassified", misclassified(run, result, probs), step)
     return result
@@ -289,7 +343,8 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
                 result = train_step(run.model, run.optimizer, micro, lr=lr, num_items=sum(window),
                                     max_grad_norm=cfg.max_grad_norm, autocast=autocast,
                                     scaler=run.scaler, world_size=run.dist.world_size,
-                                    skip_nonfinite=cfg.skip_nonfinite, all_reduce=reduce)
+                                    skip_nonfinite=cfg.skip_nonfinite, all_reduce=reduce,
+                                    class_weights=run.class_weights)
             except NonFiniteError as exc:
                 last = ckpt.step_checkpoints(run.run_dir)
                 fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr or "
@@ -405,7 +460,7 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
         run.logger.config(cfg.to_dict(), progress.step)
     say(dist, f"run {cfg.run_name}: {len(run.sampler.lengths)} train reviews, "
               f"{run.total_steps} steps, {run.precision} on {device}, "
-              f"world size {dist.world_size}")
+              f"world size {dist.world_size}; {describe_labels(run)}")
     if run.val_loader is not None and cfg.sanity_eval_batches:
         validate(run, run.val_loader, progress.step, max_batches=cfg.sanity_eval_batches)
     _install_signal_handlers(run)
@@ -423,6 +478,16 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
     return finish(run, progress)
 
 
+def describe_labels(run: Run) -> str:
+    """'3 classes: 0=negative, 1=neutral, 2=positive' (and the class weights when used)."""
+    names = run.label_names
+    shown = ", ".join(f"{i}={n}" for i, n in enumerate(names[:10])) + \
+        (", ..." if len(names) > 10 else "")
+    weights = "" if run.class_weights is None else \
+        "; class weights " + ", ".join(f"{w:.3g}" for w in run.class_weights.tolist()[:10])
+    return f"{len(names)} classes: {shown}{weights}"
+
+
 def finish(run: Run, progress: Progress) -> dict[str, Any]:
     """Save the final model, reload the best one, and report it on the test split."""
     cfg = run.cfg
@@ -433,9 +498,14 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     unwrap(run.model).load_state_dict(best.state_dict())
     del best
     test = validate(run, run.test_loader, progress.step, prefix="test")
-    metrics = {k: test.metrics[k] for k in ("accuracy", "f1", "precision", "recall", "loss")}
+    metrics = {k: test.metrics[k] for k in ("accuracy", "f1", "precision", "recall", "loss",
+                                            "f1_macro", "f1_weighted", "mae")
+               if k in test.metrics}
     result = {
         **metrics,
+        **({"per_class": test.metrics["per_class"]} if "per_class" in test.metrics else {}),
+        "labels": run.label_names,
+        "test_split": run.test_split,
         "test_samples": test.metrics["samples"],
         "val_accuracy": progress.best_metric if progress.best_step >= 0 else None,
         "best_step": progress.best_step,

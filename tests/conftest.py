@@ -34,6 +34,28 @@ def make_frame(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame({"text": [make_review(rng, y) for y in labels], "label": labels})
 
 
+def make_classes_frame(n: int, seed: int, classes: dict) -> pd.DataFrame:
+    """n reviews cycling through the classes (label value -> its cue words, or None for a class
+    of plain neutral words): learnable data with any labels, in the style of make_frame."""
+    rng = random.Random(seed)
+    labels = [list(classes)[i % len(classes)] for i in range(n)]
+    texts = []
+    for label in labels:
+        words = [rng.choice(NEUTRAL) for _ in range(rng.randint(2, 8))]
+        for _ in range(rng.randint(2, 4) if classes[label] else 0):
+            words.insert(rng.randrange(len(words) + 1), rng.choice(classes[label]))
+        texts.append(" ".join(words) + rng.choice([".", "!"]))
+    return pd.DataFrame({"text": texts, "label": labels})
+
+
+def write_splits(folder: Path, **frames: pd.DataFrame) -> Path:
+    """A data folder with one parquet file per split (train=..., validation=..., test=...)."""
+    folder.mkdir(parents=True)
+    for split, frame in frames.items():
+        frame.to_parquet(folder / f"{split}.parquet")
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT with a 45-word vocabulary, saved like a hub model."""

@@ -39,6 +39,7 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     """Bad data sets, bad model folders and a finished run to protect."""
     root = tmp_path_factory.mktemp("bad")
     good = make_frame(40, 3)
+    strings = good.assign(label=good.label.map({0: "negative", 1: "positive"}))
     paths = {
         "no_text": write_split_folder(root, "no_text", good.rename(columns={"text": "review"})),
         "labels_3": write_split_folder(root, "labels_3", good.assign(label=good.label * 3)),
@@ -51,7 +52,19 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
             "latin-1"), fmt="csv"),
         "no_test": str(root / "no_test"),
         "a_file": str(root / "no_test" / "train.parquet"),
+        "unknown_test": write_split_folder(root, "unknown_test", good, test=good.assign(
+            label=[2 if i == 1 else y for i, y in enumerate(good.label)])),
+        "strings": write_split_folder(root, "strings", strings, test=strings.assign(
+            label=["neutral" if i == 1 else y for i, y in enumerate(strings.label)])),
+        "one_string": write_split_folder(root, "one_string", strings.assign(label="pos")),
+        "float_labels": write_split_folder(root, "float_labels", good.assign(
+            label=good.label.astype(float))),
+        "unlabelled_test": write_split_folder(root, "unlabelled_test", good,
+                                              test=good.assign(label=-1)),
+        "two_val": write_split_folder(root, "two_val", good),
     }
+    for name in ("validation", "val"):
+        good.to_parquet(root / "two_val" / f"{name}.parquet")
     (root / "no_test").mkdir()
     good.to_parquet(root / "no_test" / "train.parquet")
     (root / "not_a_model").mkdir()
@@ -88,9 +101,24 @@ TRAIN_CASES = [
     ("no test split", lambda b: ["--data", b["no_test"]], "no test file"),
     ("no text column", lambda b: ["--data", b["no_text"]], "no column 'text'"),
     ("wrong text column flag", lambda b: ["--text-column", "body"], "no column 'body'"),
-    ("labels outside 0/1", lambda b: ["--data", b["labels_3"]], "labels in [0, 3]"),
     ("labels vs num-labels", lambda b: ["--data", b["labels_3"], "--num-labels", "3"],
-     "labels in [0, 3]"),
+     "the train split has 2 labels (0, 3) but --num-labels is 3"),
+    ("test label the train split lacks", lambda b: ["--data", b["unknown_test"]],
+     "the test split has label 2 that the train split does not have"),
+    ("test string label the train split lacks", lambda b: ["--data", b["strings"]],
+     "the test split has label 'neutral' that the train split does not have"),
+    ("label missing from --labels", lambda b: ["--data", b["strings"], "--labels",
+                                               "negative,neutral"],
+     "label 'positive' that --labels does not list"),
+    ("--labels twice", lambda b: ["--labels", "a,b,a"], "lists a more than once"),
+    ("--labels vs --num-labels", lambda b: ["--labels", "a,b,c", "--num-labels", "2"],
+     "--labels lists 3 labels but --num-labels is 2"),
+    ("one string label", lambda b: ["--data", b["one_string"]], "only one label ('pos')"),
+    ("float labels", lambda b: ["--data", b["float_labels"]], "holds double labels"),
+    ("unlabelled test, no validation", lambda b: ["--data", b["unlabelled_test"]],
+     "has no labels"),
+    ("two validation splits", lambda b: ["--data", b["two_val"]], "keep one validation split"),
+    ("bad class weights", lambda b: ["--class-weights", "inverse"], "invalid choice"),
     ("empty text", lambda b: ["--data", b["empty_text"]], "1 empty texts"),
     ("null text", lambda b: ["--data", b["null_text"]], "1 missing texts"),
     ("empty dataset", lambda b: ["--data", b["empty"]], "empty"),
@@ -148,9 +176,17 @@ EVAL_CASES = [
                                 str(b["root"] / "nowhere")], "does not exist"),
     ("no labels column", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
                                     b["no_text"]], "no column 'text'"),
-    ("too many samples", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
-                                    b["no_text"].replace("no_text", "labels_3"),
-                                    "--samples", "99999"], "labels in"),
+    ("label the model lacks", lambda b: ["--model", b["ckpt_root"] / "done" / "best",
+                                         "--data", b["labels_3"]],
+     "the test split has label 3 that the model does not have (ids 0..1: negative, positive)"),
+    ("name the model lacks", lambda b: ["--model", b["ckpt_root"] / "done" / "best",
+                                        "--data", b["strings"]],
+     "label 'neutral' that the model does not have"),
+    ("no such split", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
+                                 b["strings"], "--split", "validation"],
+     "has no validation split: pass --split test"),
+    ("unlabelled split", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
+                                    b["unlabelled_test"]], "has no labels (all -1)"),
 ]
 
 
@@ -201,7 +237,8 @@ def test_unreachable_hub_says_to_pass_local_paths(bad, tiny_model_dir, capsys):
 def test_real_process_exit_status_and_no_traceback(bad):
     """The same contract seen from outside: a subprocess, its status and its stderr."""
     proc = subprocess.run([sys.executable, "-m", "bertsent.train", *bad["base"], "--data",
-                           bad["labels_3"]], capture_output=True, text=True, timeout=120)
+                           bad["labels_3"], "--num-labels", "3"], capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
 
