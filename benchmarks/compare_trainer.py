@@ -115,11 +115,12 @@ def peak_rss_mib() -> float:
 
 def load_subsets(setup: Setup):
     """The train and test reviews (datasets with text, label) exactly as bertsent picks them."""
-    from bertsent.data import check_split, load_raw, subset_indices
+    from bertsent.data import apply_labels, check_split, load_raw, subset_indices
+    from bertsent.labels import LabelMap
 
     raw = load_raw(setup.data)
-    train = check_split(raw["train"], "train", "text", "label", 2)
-    test = check_split(raw["test"], "test", "text", "label", 2)
+    train, test = (apply_labels(check_split(raw[s], s, "text", "label"), LabelMap.identity(2), s)
+                   for s in ("train", "test"))  # IMDb's 0/1, checked as bertsent.train does
     idx = subset_indices(len(train), len(test), setup.train_samples, setup.val_samples,
                          setup.eval_samples, setup.seed)
     return train.select(idx.train), test.select(idx.test)

@@ -33,11 +33,11 @@ class TrainConfig:
                    "optionally validation) parquet, csv or jsonl files, or an aclImdb/ folder")
     text_column: str = _f("text", "name of the text column")
     label_column: str = _f("label", "name of the label column (integers or strings)")
-    num_labels: int | None = _f(None, "number of classes (default: from the training data; "
-                                "checked against it when given)")
-    labels: list[str] | None = _f(None, "the classes in id order, e.g. negative,positive: also "
-                                  "their names (default: integer labels 0..n-1 are the ids, "
-                                  "other labels are sorted, numerically when numbers)",
+    num_labels: int | None = _f(None, "number of classes; none: from the training data (a "
+                                "number given is checked against it)")
+    labels: list[str] | None = _f(None, "the classes in id order, e.g. negative,positive, which "
+                                  "are also their names; none: integer labels 0..n-1 are the "
+                                  "ids and other labels are sorted (numerically when numbers)",
                                   parse=parse_label_list)
     train_samples: int | None = _f(None, "shuffled training reviews to use (default: all)")
     val_samples: int = _f(500, "reviews for validation / model selection: drawn from the data's "
