@@ -45,6 +45,9 @@ class TrainConfig:
     grad_accum: int = _f(1, "micro-batches per optimizer step")
     lr: float = _f(1e-4, "peak learning rate")
     head_lr_mult: float = _f(20.0, "learning-rate multiplier for the new head (pooler+classifier)")
+    layer_lr_decay: float = _f(1.0, "each encoder layer's learning rate is this times the one "
+                               "above it, the embeddings' lowest (1: off; Sun et al. 2019 use "
+                               "0.95)")
     weight_decay: float = _f(0.01, "decoupled weight decay on weight matrices only")
     warmup_ratio: float = _f(0.1, "fraction of optimizer steps spent warming up linearly")
     max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
@@ -88,6 +91,8 @@ class TrainConfig:
             fail(f"--num-labels must be at least 2, got {self.num_labels}")
         if not self.head_lr_mult > 0:
             fail(f"--head-lr-mult must be positive, got {self.head_lr_mult}")
+        if not 0 < self.layer_lr_decay <= 1:
+            fail(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
         if not self.lr > 0:
             fail(f"--lr must be positive, got {self.lr}")
         for name in ("train_samples", "eval_samples", "max_steps"):

@@ -23,11 +23,17 @@ from bertsent.config import TrainConfig, from_mapping, parse_overrides
 from bertsent.data import Collator, EncodedDataset, check_split, load_raw, subset_indices, tokenize
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
-from bertsent.metrics import confident_mistakes, softmax
+from bertsent.metrics import confident_mistakes, expected_calibration_error, softmax
 from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.resume import check_compatible
-from bertsent.runtime import autocast_for, pick_device, pick_precision, seed_everything
+from bertsent.runtime import (
+    autocast_for,
+    device_name,
+    pick_device,
+    pick_precision,
+    seed_everything,
+)
 from bertsent.sampling import EvalBatchSampler, TrainBatchSampler
 from bertsent.tracking import PlainProgress, RunLogger
 
@@ -76,6 +82,7 @@ class Run:
     run_dir: Path  # checkpoints/<run-name>
     logger: RunLogger
     val_texts: list[str] = field(default_factory=list)  # for misclassified examples in TB
+    test_raw: Any = None  # the test reviews as text, for the report's confident mistakes
     history: list[tuple[int, float]] = field(default_factory=list)
     stop_signal: int | None = None
 
@@ -87,7 +94,7 @@ def say(dist: D.DistInfo, message: str) -> None:
 
 # ---------------------------------------------------------------- setup
 def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo
-               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset, list[str]]:
+               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset, list[str], Any]:
     """Load, check, subset and tokenise; rank 0 fills the token cache before the others read."""
     raw = load_raw(cfg.data)
     train = check_split(raw["train"], "train", cfg.text_column, cfg.label_column, cfg.num_labels)
@@ -103,7 +110,7 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo
     if dist.is_main:
         D.barrier()
     val_texts = train.select(idx.val)["text"] if len(idx.val) else []
-    return enc["train"], enc["val"], enc["test"], val_texts
+    return enc["train"], enc["val"], enc["test"], val_texts, test.select(idx.test)
 
 
 def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D.DistInfo
@@ -149,7 +156,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     precision = pick_precision(cfg.precision, device)
     seed_everything(cfg.seed)  # the classifier head's init depends on it
     tokenizer, model = setup_model(cfg, device)
-    train_ds, val_ds, test_ds, val_texts = setup_data(cfg, tokenizer, dist)
+    train_ds, val_ds, test_ds, val_texts, test_raw = setup_data(cfg, tokenizer, dist)
     collate = Collator(tokenizer.pad_token_id or 0, 64 if cfg.compile else 8, cfg.max_length)
     sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
                                 group_by_length=cfg.group_by_length,
@@ -161,7 +168,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     steps_per_epoch = math.ceil(len(sampler.global_batches()) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     total = min(total, cfg.max_steps) if cfg.max_steps else total
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device, cfg.head_lr_mult)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device, cfg.head_lr_mult,
+                                cfg.layer_lr_decay)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     progress = Progress()
@@ -185,7 +193,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
               train_loader, eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
               eval_loader(test_ds, cfg, collate, dist), total,
-              round(cfg.warmup_ratio * total), run_dir, logger, val_texts)
+              round(cfg.warmup_ratio * total), run_dir, logger, val_texts, test_raw)
     return run, progress
 
 
@@ -423,8 +431,16 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
     return finish(run, progress)
 
 
+RESULT_SETTINGS = ("model", "data", "max_length", "truncation", "epochs", "batch_size",
+                   "grad_accum", "lr", "head_lr_mult", "layer_lr_decay", "warmup_ratio",
+                   "weight_decay", "dropout", "val_samples", "seed")
+
+
 def finish(run: Run, progress: Progress) -> dict[str, Any]:
-    """Save the final model, reload the best one, and report it on the test split."""
+    """Save the final model, reload the best one, and report it on the test split: scores in
+    metrics.json, plots and the most confident mistakes in report/."""
+    from bertsent.report import write_report  # matplotlib: only once the run is done
+
     cfg = run.cfg
     save_model(run, run.run_dir / "final", {"step": progress.step})
     best_dir = run.run_dir / ("best" if progress.best_step >= 0 else "final")
@@ -436,7 +452,10 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     metrics = {k: test.metrics[k] for k in ("accuracy", "f1", "precision", "recall", "loss")}
     result = {
         **metrics,
+        "expected_calibration_error": expected_calibration_error(test.labels,
+                                                                 softmax(test.logits)),
         "test_samples": test.metrics["samples"],
+        "train_samples": len(run.sampler.lengths),
         "val_accuracy": progress.best_metric if progress.best_step >= 0 else None,
         "best_step": progress.best_step,
         "steps": progress.step,
@@ -444,12 +463,17 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "train_seconds": progress.train_seconds,
         "skipped_steps": progress.skipped_steps,
         "precision_mode": run.precision,
+        "device_name": device_name(run.device),
         "world_size": run.dist.world_size,
         "run_name": cfg.run_name,
         "best_model_dir": str(best_dir),
+        "settings": {k: cfg.to_dict()[k] for k in RESULT_SETTINGS},
     }
     if run.dist.is_main:
         (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        write_report(str(run.run_dir / "report"), test, run.test_raw["text"],
+                     {**result, "labels": [unwrap(run.model).config.id2label[i]
+                                           for i in range(cfg.num_labels)]})
         run.logger.hparams(cfg.to_dict(), {**metrics, "val_accuracy": result["val_accuracy"]
                                            or 0.0})
     run.logger.close()
