@@ -132,3 +132,17 @@ def test_logged_train_loss_is_the_mean_since_the_last_log_also_across_a_resume(t
     train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=7))  # mid-window
     train({**base, "run_name": "cut", "resume": "latest"})
     assert logged("cut") == logged("full")
+
+
+def test_curves_are_drawn_from_the_tensorboard_log(tiny_config, tmp_path, capsys):
+    from bertsent.curves import ACCURACY, LOSS, main, read_scalars
+
+    train({**tiny_config, "log_every": 4, "eval_every": 6})
+    series = read_scalars(str(tmp_path / "runs" / "tiny"), (LOSS, ACCURACY))
+    assert [s for s, _ in series[LOSS]] == [4, 8, 12, 16, 20, 24]
+    assert [s for s, _ in series[ACCURACY]] == [6, 12, 18, 24]
+    out = tmp_path / "curves.png"
+    assert main([str(tmp_path / "runs" / "tiny"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main([str(tmp_path), "--out", str(out)]) == 2  # not a run's log folder
+    assert "error: " in capsys.readouterr().err
