@@ -12,6 +12,7 @@ from typing import Any
 import tomllib
 
 from bertsent.errors import fail
+from bertsent.runfolder import check_run_name
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRUNCATIONS = ("head", "tail", "head+tail")
@@ -110,6 +111,8 @@ class TrainConfig:
             fail(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_ratio < 1:
             fail(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.run_name is not None:
+            check_run_name(self.run_name)
         if self.max_length < 8:
             fail(f"--max-length must be at least 8 tokens, got {self.max_length}")
         return self

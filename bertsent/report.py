@@ -25,7 +25,8 @@ from bertsent.tracking import RunLogger  # noqa: E402
 
 def confusion_figure(labels: np.ndarray, preds: np.ndarray, names: list[str]):
     fig, ax = plt.subplots(figsize=(4, 4))
-    ConfusionMatrixDisplay.from_predictions(labels, preds, display_labels=names, ax=ax,
+    ConfusionMatrixDisplay.from_predictions(labels, preds, labels=list(range(len(names))),
+                                            display_labels=names, ax=ax,
                                             colorbar=False, cmap="Blues")
     ax.set_title("Confusion matrix")
     fig.tight_layout()

@@ -19,14 +19,15 @@ from tqdm.auto import tqdm
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.card import model_card
-from bertsent.config import TrainConfig, from_mapping, parse_overrides
+from bertsent.config import TrainConfig, parse_overrides
 from bertsent.data import Collator, EncodedDataset, check_split, load_raw, subset_indices, tokenize
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.metrics import confident_mistakes, expected_calibration_error, softmax
 from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
-from bertsent.resume import check_compatible
+from bertsent.resume import RunFinished, resolve_resume
+from bertsent.runfolder import RunLock
 from bertsent.runtime import (
     autocast_for,
     device_name,
@@ -85,6 +86,7 @@ class Run:
     test_raw: Any = None  # the test reviews as text, for the report's confident mistakes
     history: list[tuple[int, float]] = field(default_factory=list)
     stop_signal: int | None = None
+    phase: str = "train"  # "test" once training is done: a signal then stops the report
 
 
 def say(dist: D.DistInfo, message: str) -> None:
@@ -280,7 +282,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     bar = tqdm(total=run.total_steps, initial=progress.step, desc="train", disable=None
                if run.dist.is_main else True, dynamic_ncols=True)
     plain = PlainProgress(run.total_steps, cfg.progress_every,
-                          enabled=run.dist.is_main and bar.disable)
+                          enabled=run.dist.is_main and bar.disable, start_step=progress.step)
     run.model.train()
     shown_loss = math.nan  # the mean loss of the last logged window
     while progress.step < run.total_steps:
@@ -328,8 +330,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
                                    progress.step)
                 bar.set_postfix(loss=f"{shown_loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
             bar.update(1)
-            plain.update(progress.step, shown_loss, sps,
-                         progress.train_seconds / max(progress.step, 1))
+            plain.update(progress.step, shown_loss, sps)
             if run.val_loader is not None and (epoch_end or done or (
                     cfg.eval_every and progress.step % cfg.eval_every == 0)):
                 metrics = validate(run, run.val_loader, progress.step).metrics
@@ -354,42 +355,23 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
 
 
 # ---------------------------------------------------------------- entry points
-def _install_signal_handlers(run: Run) -> None:
-    """First SIGINT/SIGTERM: finish the step, checkpoint, exit. Second: exit at once (safe:
-    checkpoints are written atomically)."""
+def _install_signal_handlers(run: Run) -> dict:
+    """While training, the first SIGINT/SIGTERM finishes the step, checkpoints and exits; a
+    second exits at once (safe: checkpoints are written atomically). During the final test
+    evaluation there is no step to finish: a signal ends the run at once, the trained model
+    already saved. Returns the previous handlers, restored when train() returns."""
     def handler(signum, frame):
-        if run.stop_signal is not None:
+        name = signal.Signals(signum).name
+        if run.stop_signal is not None or run.phase != "train":
+            if run.phase != "train":
+                say(run.dist, f"\n{name}: stopping the final evaluation; the trained model is "
+                              f"in {run.run_dir / 'final'}: --resume latest reports on test")
             sys.exit(128 + signum)
         run.stop_signal = signum
-        say(run.dist, f"\n{signal.Signals(signum).name}: finishing this step and saving a "
-                      "checkpoint (again to quit at once)")
+        say(run.dist, f"\n{name}: finishing this step and saving a checkpoint (again to quit "
+                      "at once)")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-
-
-def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
-    """The config to run with: on resume, the checkpoint's settings under the user's flags."""
-    cfg = from_mapping(overrides).validate()
-    if not cfg.resume:
-        return cfg, None
-    if cfg.resume == "latest":
-        folder, notes = ckpt.find_latest(Path(cfg.checkpoint_dir), cfg.run_name)
-        for note in notes:
-            print(note, file=sys.stderr)
-    else:
-        folder = Path(cfg.resume)
-    state = ckpt.load_checkpoint(folder)
-    saved = state["config"]
-    merged = {**saved, **overrides, "run_name": saved["run_name"]}
-    cfg = from_mapping(merged).validate()
-    saved_world, world = state.get("world_size", 1), D.world_size_from_env()
-    check_compatible(saved, saved_world, cfg, world)
-    if D.is_main_env():
-        print(f"resuming {cfg.run_name} from {folder} (step {state['progress']['step']}"
-              + (f"; written by {saved_world} processes, resumed by {world}"
-                 if saved_world != world else "") + ")", file=sys.stderr)
-    return cfg, state
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict[str, Any]:
@@ -398,7 +380,12 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
         stop = os.environ.get("BERTSENT_STOP_AFTER_STEP")
         hooks = Hooks(stop_after_step=int(stop) if stop else None)
     overrides = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    cfg, resume_state = resolve_resume(overrides)
+    try:
+        cfg, resume_state = resolve_resume(overrides)
+    except RunFinished as done:
+        if D.is_main_env():
+            print(done, file=sys.stderr)
+        return {**done.metrics, "already_finished": True, "history": []}
     device = pick_device(cfg.device)
     dist = D.setup_distributed(device.type)
     if dist.enabled and device.type == "cuda":
@@ -407,6 +394,17 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
     if not cfg.run_name:
         name = f"{Path(cfg.model.rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg.run_name = D.broadcast_object(name) if dist.enabled else name
+    # one process per run folder: taken before anything is written, released on every exit
+    lock = RunLock(Path(cfg.checkpoint_dir) / cfg.run_name).acquire() if dist.is_main else None
+    try:
+        return _train(cfg, dist, device, resume_state, hooks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
+           resume_state: dict | None, hooks: Hooks) -> dict[str, Any]:
     run, progress = build_run(cfg, dist, device, resume_state)
     if dist.is_main:
         (run.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -416,19 +414,24 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
               f"world size {dist.world_size}")
     if run.val_loader is not None and cfg.sanity_eval_batches:
         validate(run, run.val_loader, progress.step, max_batches=cfg.sanity_eval_batches)
-    _install_signal_handlers(run)
+    previous = _install_signal_handlers(run)
     try:
-        finished = fit(run, progress, hooks)
+        try:
+            finished = fit(run, progress, hooks)
+        finally:
+            run.logger.flush()
+        if not finished:
+            run.logger.close()
+            say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.run_dir}: "
+                      "continue with --resume latest")
+            code = 128 + (run.stop_signal or signal.SIGTERM)
+            return {"interrupted": True, "step": progress.step, "exit_code": code,
+                    "history": run.history, "run_name": cfg.run_name}
+        run.phase = "test"
+        return finish(run, progress)
     finally:
-        run.logger.flush()
-    if not finished:
-        run.logger.close()
-        say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.run_dir}: "
-                  "continue with --resume latest")
-        code = 128 + (run.stop_signal or signal.SIGTERM)
-        return {"interrupted": True, "step": progress.step, "exit_code": code,
-                "history": run.history, "run_name": cfg.run_name}
-    return finish(run, progress)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 RESULT_SETTINGS = ("model", "data", "max_length", "truncation", "epochs", "batch_size",
@@ -471,9 +474,13 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     }
     if run.dist.is_main:
         (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-        write_report(str(run.run_dir / "report"), test, run.test_raw["text"],
-                     {**result, "labels": [unwrap(run.model).config.id2label[i]
-                                           for i in range(cfg.num_labels)]})
+        names = [unwrap(run.model).config.id2label[i] for i in range(cfg.num_labels)]
+        try:
+            write_report(str(run.run_dir / "report"), test, run.test_raw["text"],
+                         {**result, "labels": names})
+        except Exception as exc:  # noqa: BLE001 - the scores are saved; pictures are extra
+            say(run.dist, f"warning: the report in {run.run_dir / 'report'} was not written "
+                          f"({type(exc).__name__}: {exc}); metrics.json is complete")
         run.logger.hparams(cfg.to_dict(), {**metrics, "val_accuracy": result["val_accuracy"]
                                            or 0.0})
     run.logger.close()

@@ -96,15 +96,6 @@ class Job:
             self.proc.wait(10)
 
 
-@pytest.fixture
-def jobs():
-    """Every Job started through this list is killed at the end of the test, pass or fail."""
-    started: list[Job] = []
-    yield started
-    for job in started:
-        job.stop()
-
-
 def start(jobs: list[Job], args: list[str], root: Path, **hooks: str) -> Job:
     job = Job(args, root, **hooks)
     jobs.append(job)
