@@ -7,6 +7,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import tomllib
@@ -152,7 +153,8 @@ def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argpa
     """One --flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
     parser = OneLineParser(prog=prog, description=cls.__doc__,
                            argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins)")
+    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins), or "
+                        f"a shipped preset: {', '.join(preset_names())}")
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         kind, optional = _base_type(hints[f.name])
@@ -167,12 +169,23 @@ def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argpa
     return parser
 
 
+PRESETS = Path(__file__).parent / "configs"  # named settings shipped with bertsent
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
 def load_toml(path: str) -> dict[str, Any]:
+    """A TOML file, or the name of a shipped preset (`--config imdb-full`)."""
+    if path in preset_names() and not Path(path).exists():
+        path = str(PRESETS / f"{path}.toml")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        fail(f"config file {path} does not exist: pass an existing TOML file to --config")
+        fail(f"config file {path} does not exist: pass an existing TOML file to --config, or "
+             f"a shipped preset ({', '.join(preset_names()) or 'none'})")
     except tomllib.TOMLDecodeError as exc:
         fail(f"config file {path} is not valid TOML ({exc}): fix the syntax")
     except OSError as exc:
