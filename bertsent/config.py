@@ -7,12 +7,14 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import tomllib
 
 from bertsent.errors import fail
 from bertsent.labels import parse_label_list
+from bertsent.runfolder import check_run_name
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRUNCATIONS = ("head", "tail", "head+tail")
@@ -57,6 +59,9 @@ class TrainConfig:
     class_weights: str = _f("none", "weigh the training loss by class: balanced = inverse class "
                             "frequency in the training split (evaluation stays unweighted)",
                             choices=CLASS_WEIGHTS)
+    layer_lr_decay: float = _f(1.0, "each encoder layer's learning rate is this times the one "
+                               "above it, the embeddings' lowest (1: off; Sun et al. 2019 use "
+                               "0.95)")
     weight_decay: float = _f(0.01, "decoupled weight decay on weight matrices only")
     warmup_ratio: float = _f(0.1, "fraction of optimizer steps spent warming up linearly")
     max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
@@ -102,6 +107,8 @@ class TrainConfig:
                  f"{self.num_labels}: omit --num-labels or make them agree")
         if not self.head_lr_mult > 0:
             fail(f"--head-lr-mult must be positive, got {self.head_lr_mult}")
+        if not 0 < self.layer_lr_decay <= 1:
+            fail(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
         if not self.lr > 0:
             fail(f"--lr must be positive, got {self.lr}")
         for name in ("train_samples", "eval_samples", "max_steps"):
@@ -119,6 +126,8 @@ class TrainConfig:
             fail(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0 <= self.warmup_ratio < 1:
             fail(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.run_name is not None:
+            check_run_name(self.run_name)
         if self.max_length < 8:
             fail(f"--max-length must be at least 8 tokens, got {self.max_length}")
         return self
@@ -158,7 +167,8 @@ def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argpa
     """One --flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
     parser = OneLineParser(prog=prog, description=cls.__doc__,
                            argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins)")
+    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins), or "
+                        f"a shipped preset: {', '.join(preset_names())}")
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         kind, optional = _base_type(hints[f.name])
@@ -176,12 +186,23 @@ def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argpa
     return parser
 
 
+PRESETS = Path(__file__).parent / "configs"  # named settings shipped with bertsent
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
 def load_toml(path: str) -> dict[str, Any]:
+    """A TOML file, or the name of a shipped preset (`--config imdb-full`)."""
+    if path in preset_names() and not Path(path).exists():
+        path = str(PRESETS / f"{path}.toml")
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        fail(f"config file {path} does not exist: pass an existing TOML file to --config")
+        fail(f"config file {path} does not exist: pass an existing TOML file to --config, or "
+             f"a shipped preset ({', '.join(preset_names()) or 'none'})")
     except tomllib.TOMLDecodeError as exc:
         fail(f"config file {path} is not valid TOML ({exc}): fix the syntax")
     except OSError as exc:

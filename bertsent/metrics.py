@@ -77,3 +77,16 @@ def confident_mistakes(labels: np.ndarray, probs: np.ndarray, k: int) -> np.ndar
     """Row indices of the k wrong predictions the model was surest of, surest first."""
     wrong = np.flatnonzero(probs.argmax(axis=1) != labels)
     return wrong[np.argsort(-probs[wrong].max(axis=1), kind="stable")][:k]
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    conf, preds = probs.max(axis=1), probs.argmax(axis=1)
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        inside = (conf > lo) & (conf <= hi)
+        if inside.any():
+            accuracy = (preds[inside] == labels[inside]).mean()
+            ece += inside.mean() * abs(accuracy - conf[inside].mean())
+    return float(ece)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import torch
 
 
@@ -18,30 +20,48 @@ def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> 
 
 
 HEAD_MARKERS = ("classifier", "pooler")
+LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def depth_from_top(name: str, num_layers: int) -> int:
+    """0 for the top encoder layer, num_layers - 1 for the bottom one, num_layers for the
+    embeddings (and anything else below the encoder)."""
+    match = LAYER_INDEX.search(name)
+    return num_layers - 1 - int(match.group(1)) if match else num_layers
 
 
 def param_groups(model: torch.nn.Module, weight_decay: float,
-                 head_lr_mult: float = 1.0) -> list[dict]:
+                 head_lr_mult: float = 1.0, layer_lr_decay: float = 1.0) -> list[dict]:
     """Decay weight matrices (ndim >= 2); never biases or LayerNorm weights (ndim 1).
 
     The freshly initialised head (pooler + classifier) can learn `head_lr_mult` times faster
-    than the pre-trained body; each group carries its multiplier as `lr_mult`.
+    than the pre-trained body. With `layer_lr_decay` < 1 each encoder layer learns that much
+    slower than the one above it, and the embeddings slowest (Sun et al. 2019: lower layers
+    hold general features that fine-tuning should move least). Each group carries its
+    multiplier as `lr_mult`; with both at 1 the groups are the same as plain AdamW's.
     """
-    groups: dict[tuple[bool, bool], list] = {}
+    num_layers = getattr(getattr(model, "config", None), "num_hidden_layers", 0) or 0
+    groups: dict[tuple[bool, bool, float], list] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
             head = head_lr_mult != 1.0 and any(m in name for m in HEAD_MARKERS)
-            groups.setdefault((p.ndim >= 2, head), []).append(p)
-    return [{"params": params, "weight_decay": weight_decay if decay else 0.0,
-             "lr_mult": head_lr_mult if head else 1.0}
-            for (decay, head), params in sorted(groups.items(), key=lambda kv: (not kv[0][0],
-                                                                                kv[0][1]))]
+            if head:
+                mult = head_lr_mult
+            elif layer_lr_decay != 1.0 and not any(m in name for m in HEAD_MARKERS):
+                mult = layer_lr_decay ** depth_from_top(name, num_layers)
+            else:
+                mult = 1.0
+            groups.setdefault((p.ndim >= 2, head, mult), []).append(p)
+    order = sorted(groups, key=lambda k: (not k[0], k[1], -k[2]))
+    return [{"params": groups[key], "weight_decay": weight_decay if key[0] else 0.0,
+             "lr_mult": key[2]} for key in order]
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
-                    device: torch.device, head_lr_mult: float = 1.0) -> torch.optim.AdamW:
+                    device: torch.device, head_lr_mult: float = 1.0,
+                    layer_lr_decay: float = 1.0) -> torch.optim.AdamW:
     """Fused AdamW (one kernel over all parameters) where this torch has it for the device."""
-    groups = param_groups(model, weight_decay, head_lr_mult)
+    groups = param_groups(model, weight_decay, head_lr_mult, layer_lr_decay)
     try:
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError):

@@ -15,7 +15,11 @@ from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay  # noqa: E402
 
 from bertsent.engine import EvalResult  # noqa: E402
-from bertsent.metrics import confident_mistakes, softmax  # noqa: E402
+from bertsent.metrics import (  # noqa: E402
+    confident_mistakes,
+    expected_calibration_error,
+    softmax,
+)
 from bertsent.tracking import RunLogger  # noqa: E402
 
 
@@ -63,18 +67,6 @@ def reliability_figure(labels: np.ndarray, positive: np.ndarray, bins: int = 10)
     ax.legend()
     fig.tight_layout()
     return fig
-
-
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
-    conf, preds = probs.max(axis=1), probs.argmax(axis=1)
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        inside = (conf > lo) & (conf <= hi)
-        if inside.any():
-            accuracy = (preds[inside] == labels[inside]).mean()
-            ece += inside.mean() * abs(accuracy - conf[inside].mean())
-    return float(ece)
 
 
 def mistakes_table(texts: list[str], labels: np.ndarray, probs: np.ndarray,

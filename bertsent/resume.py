@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
-from bertsent.config import TrainConfig
+from bertsent import checkpoint as ckpt
+from bertsent import distributed as D
+from bertsent.config import TrainConfig, from_mapping
 from bertsent.errors import fail
 
 # Changing these changes what is trained or the order it is seen in: never allowed.
 UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "labels", "max_length",
           "truncation", "train_samples", "val_samples", "seed", "group_by_length", "epochs",
           "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "max_steps",
-          "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult", "class_weights")
+          "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult", "class_weights",
+          "layer_lr_decay")
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("eval_samples", "eval_batch_size", "eval_every", "save_every", "log_every",
         "keep_last", "sanity_eval_batches", "precision", "compile", "device", "num_workers",
@@ -24,9 +29,10 @@ def differences(saved: dict[str, Any], saved_world: int, cfg: TrainConfig, world
     """(unsafe, safe) differences as 'name: saved -> now' strings. A setting that a checkpoint
     predates (e.g. class_weights) counts as its default, which is what that run used."""
     now = cfg.to_dict()
-    saved = {**{f.name: f.default for f in fields(TrainConfig)}, **saved}
-    unsafe = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in UNSAFE if saved.get(k) != now[k]]
-    safe = [f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in SAFE if saved.get(k) != now[k]]
+    # a setting added after the checkpoint was written had its default then
+    saved = {**TrainConfig().to_dict(), **saved}
+    unsafe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in UNSAFE if saved[k] != now[k]]
+    safe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in SAFE if saved[k] != now[k]]
     before, after = saved["batch_size"] * saved_world, cfg.batch_size * world
     if before != after:
         unsafe.append(f"global batch (batch_size x processes): {saved['batch_size']} x "
@@ -43,3 +49,56 @@ def check_compatible(saved: dict[str, Any], saved_world: int, cfg: TrainConfig,
     if safe and not cfg.resume_force:
         fail("the checkpoint was made with other settings (" + "; ".join(safe)
              + "): pass --resume-force to resume with the new ones")
+
+
+class RunFinished(Exception):
+    """--resume pointed at a run that already wrote its final metrics: nothing to continue."""
+
+    def __init__(self, run_folder: Path, metrics: dict):
+        super().__init__(f"run {run_folder.name} is finished (its results are in "
+                         f"{run_folder / 'metrics.json'}): nothing to resume; start a new "
+                         "--run-name to train again")
+        self.metrics = metrics
+
+
+def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
+    """The config to run with: on resume, the checkpoint's settings under the user's flags.
+
+    A resumed run writes into the folder its checkpoint is in (a copied run continues in the
+    copy, never in the folder it was copied from), so the run name and checkpoint root come
+    from that folder; a --run-name that names another folder is refused.
+    """
+    cfg = from_mapping(overrides).validate()
+    if not cfg.resume:
+        return cfg, None
+    if cfg.resume == "latest":
+        folder, notes = ckpt.find_latest(Path(cfg.checkpoint_dir), cfg.run_name)
+        for note in notes:
+            print(note, file=sys.stderr)
+    else:
+        folder = Path(cfg.resume)
+    state = ckpt.load_checkpoint(folder)  # exists and is sealed, before anything else is said
+    run_folder = folder.resolve().parent
+    given = overrides.get("run_name")
+    if given and given != run_folder.name:
+        fail(f"--run-name {given} names another run than the checkpoint {folder} (run "
+             f"{run_folder.name}): a resumed run continues in its checkpoint's folder; drop "
+             "--run-name or pass that run's name")
+    saved = state["config"]
+    merged = {**saved, **overrides, "run_name": run_folder.name,
+              "checkpoint_dir": str(run_folder.parent)}
+    cfg = from_mapping(merged).validate()
+    saved_world, world = state.get("world_size", 1), D.world_size_from_env()
+    check_compatible(saved, saved_world, cfg, world)
+    if (run_folder / "metrics.json").is_file():
+        try:
+            metrics = json.loads((run_folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            metrics = {}
+        raise RunFinished(run_folder, metrics)
+    if D.is_main_env():
+        print(f"resuming run {cfg.run_name} in {run_folder} from {folder.name} (step "
+              f"{state['progress']['step']}"
+              + (f"; written by {saved_world} processes, resumed by {world}"
+                 if saved_world != world else "") + ")", file=sys.stderr)
+    return cfg, state

@@ -25,6 +25,22 @@ def pick_device(name: str) -> torch.device:
     return device
 
 
+def device_name(device: torch.device) -> str:
+    """The accelerator's or CPU's model name, for reports that compare speeds."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "cpu"
+
+
 def cpu_has_bf16() -> bool:
     """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16)."""
     cpu = getattr(torch._C, "_cpu", None)

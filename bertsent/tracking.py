@@ -72,24 +72,26 @@ class PlainProgress:
     """One progress line every `every` seconds, for logs that are not a terminal.
 
     tqdm draws nothing when stderr is redirected (nohup, a batch scheduler, CI), which would
-    leave an hour-long run silent; this prints what the bar would show, as plain lines.
+    leave an hour-long run silent; this prints what the bar would show, as plain lines. The ETA
+    is wall-clock time per step since this process started training, evaluations and
+    checkpoints included.
     """
 
-    def __init__(self, total: int, every: float, enabled: bool, clock=time.monotonic):
-        self.total, self.every, self.enabled, self.clock = total, every, enabled and every > 0, \
-            clock
-        self.last = clock()
+    def __init__(self, total: int, every: float, enabled: bool, start_step: int = 0,
+                 clock=time.monotonic):
+        self.total, self.every, self.clock = total, every, clock
+        self.enabled = enabled and every > 0
+        self.start_step, self.start = start_step, clock()
+        self.last = self.start
 
-    def line(self, step: int, loss: float, samples_per_second: float,
-             seconds_per_step: float) -> str:
-        eta = format_duration((self.total - step) * seconds_per_step)
+    def line(self, step: int, loss: float, samples_per_second: float) -> str:
+        per_step = (self.clock() - self.start) / max(step - self.start_step, 1)
+        eta = format_duration((self.total - step) * per_step)
         return (f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%) "
                 f"loss {loss:.4f} {samples_per_second:.1f} samples/s eta {eta}")
 
-    def update(self, step: int, loss: float, samples_per_second: float,
-               seconds_per_step: float) -> None:
+    def update(self, step: int, loss: float, samples_per_second: float) -> None:
         now = self.clock()
         if self.enabled and (now - self.last >= self.every or step >= self.total):
             self.last = now
-            print(self.line(step, loss, samples_per_second, seconds_per_step),
-                  file=sys.stderr, flush=True)
+            print(self.line(step, loss, samples_per_second), file=sys.stderr, flush=True)

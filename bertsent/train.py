@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.card import model_card
-from bertsent.config import TrainConfig, from_mapping, parse_overrides
+from bertsent.config import TrainConfig, parse_overrides
 from bertsent.data import (
     Collator,
     EncodedDataset,
@@ -34,11 +34,18 @@ from bertsent.data import (
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.labels import LabelMap, class_weights
-from bertsent.metrics import confident_mistakes, softmax
+from bertsent.metrics import confident_mistakes, expected_calibration_error, softmax
 from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
-from bertsent.resume import check_compatible
-from bertsent.runtime import autocast_for, pick_device, pick_precision, seed_everything
+from bertsent.resume import RunFinished, resolve_resume
+from bertsent.runfolder import RunLock
+from bertsent.runtime import (
+    autocast_for,
+    device_name,
+    pick_device,
+    pick_precision,
+    seed_everything,
+)
 from bertsent.sampling import EvalBatchSampler, TrainBatchSampler
 from bertsent.tracking import PlainProgress, RunLogger
 
@@ -87,11 +94,13 @@ class Run:
     run_dir: Path  # checkpoints/<run-name>
     logger: RunLogger
     val_texts: list[str] = field(default_factory=list)  # for misclassified examples in TB
+    test_raw: Any = None  # the test reviews as text, for the report's confident mistakes
     history: list[tuple[int, float]] = field(default_factory=list)
     stop_signal: int | None = None
     label_names: list[str] = field(default_factory=list)  # class id -> name
     class_weights: torch.Tensor | None = None  # per-class loss weights (--class-weights)
     test_split: str = "test"  # the split reported on: "validation" when test has no labels
+    phase: str = "train"  # "test" once training is done: a signal then stops the report
 
 
 def say(dist: D.DistInfo, message: str) -> None:
@@ -128,7 +137,7 @@ def setup_labels(cfg: TrainConfig, dist: D.DistInfo) -> tuple[Splits, LabelMap]:
 
 
 def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
-               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset, list[str]]:
+               ) -> tuple[EncodedDataset, EncodedDataset | None, EncodedDataset, list[str], Any]:
     """Subset and tokenise; rank 0 fills the token cache before the others read. Validation
     comes from the data's own validation split when it has one, else it is carved from train."""
     train, test = splits.train, splits.test
@@ -145,7 +154,7 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
     if dist.is_main:
         D.barrier()
     val_texts = val_source.select(idx.val)["text"] if len(idx.val) else []
-    return enc["train"], enc["val"], enc["test"], val_texts
+    return enc["train"], enc["val"], enc["test"], val_texts, test.select(idx.test)
 
 
 def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D.DistInfo
@@ -192,7 +201,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     splits, labels = setup_labels(cfg, dist)  # the model's head needs the number of classes
     seed_everything(cfg.seed)  # the classifier head's init depends on it
     tokenizer, model = setup_model(cfg, device, labels.names)
-    train_ds, val_ds, test_ds, val_texts = setup_data(cfg, tokenizer, dist, splits)
+    train_ds, val_ds, test_ds, val_texts, test_raw = setup_data(cfg, tokenizer, dist, splits)
     weights = class_weights(train_ds.labels, cfg.num_labels, cfg.class_weights)
     collate = Collator(tokenizer.pad_token_id or 0, 64 if cfg.compile else 8, cfg.max_length)
     sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
@@ -205,7 +214,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     steps_per_epoch = math.ceil(len(sampler.global_batches()) / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     total = min(total, cfg.max_steps) if cfg.max_steps else total
-    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device, cfg.head_lr_mult)
+    optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device, cfg.head_lr_mult,
+                                cfg.layer_lr_decay)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
     progress = Progress()
@@ -229,7 +239,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
     run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
               train_loader, eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
               eval_loader(test_ds, cfg, collate, dist), total,
-              round(cfg.warmup_ratio * total), run_dir, logger, val_texts,
+              round(cfg.warmup_ratio * total), run_dir, logger, val_texts, test_raw,
               label_names=list(labels.names), test_split=splits.test_split,
               class_weights=None if weights is None else
               torch.tensor(weights, dtype=torch.float32, device=device))
@@ -326,7 +336,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     bar = tqdm(total=run.total_steps, initial=progress.step, desc="train", disable=None
                if run.dist.is_main else True, dynamic_ncols=True)
     plain = PlainProgress(run.total_steps, cfg.progress_every,
-                          enabled=run.dist.is_main and bar.disable)
+                          enabled=run.dist.is_main and bar.disable, start_step=progress.step)
     run.model.train()
     shown_loss = math.nan  # the mean loss of the last logged window
     while progress.step < run.total_steps:
@@ -375,8 +385,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
                                    progress.step)
                 bar.set_postfix(loss=f"{shown_loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
             bar.update(1)
-            plain.update(progress.step, shown_loss, sps,
-                         progress.train_seconds / max(progress.step, 1))
+            plain.update(progress.step, shown_loss, sps)
             if run.val_loader is not None and (epoch_end or done or (
                     cfg.eval_every and progress.step % cfg.eval_every == 0)):
                 metrics = validate(run, run.val_loader, progress.step).metrics
@@ -401,42 +410,23 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
 
 
 # ---------------------------------------------------------------- entry points
-def _install_signal_handlers(run: Run) -> None:
-    """First SIGINT/SIGTERM: finish the step, checkpoint, exit. Second: exit at once (safe:
-    checkpoints are written atomically)."""
+def _install_signal_handlers(run: Run) -> dict:
+    """While training, the first SIGINT/SIGTERM finishes the step, checkpoints and exits; a
+    second exits at once (safe: checkpoints are written atomically). During the final test
+    evaluation there is no step to finish: a signal ends the run at once, the trained model
+    already saved. Returns the previous handlers, restored when train() returns."""
     def handler(signum, frame):
-        if run.stop_signal is not None:
+        name = signal.Signals(signum).name
+        if run.stop_signal is not None or run.phase != "train":
+            if run.phase != "train":
+                say(run.dist, f"\n{name}: stopping the final evaluation; the trained model is "
+                              f"in {run.run_dir / 'final'}: --resume latest reports on test")
             sys.exit(128 + signum)
         run.stop_signal = signum
-        say(run.dist, f"\n{signal.Signals(signum).name}: finishing this step and saving a "
-                      "checkpoint (again to quit at once)")
+        say(run.dist, f"\n{name}: finishing this step and saving a checkpoint (again to quit "
+                      "at once)")
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, handler)
-
-
-def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
-    """The config to run with: on resume, the checkpoint's settings under the user's flags."""
-    cfg = from_mapping(overrides).validate()
-    if not cfg.resume:
-        return cfg, None
-    if cfg.resume == "latest":
-        folder, notes = ckpt.find_latest(Path(cfg.checkpoint_dir), cfg.run_name)
-        for note in notes:
-            print(note, file=sys.stderr)
-    else:
-        folder = Path(cfg.resume)
-    state = ckpt.load_checkpoint(folder)
-    saved = state["config"]
-    merged = {**saved, **overrides, "run_name": saved["run_name"]}
-    cfg = from_mapping(merged).validate()
-    saved_world, world = state.get("world_size", 1), D.world_size_from_env()
-    check_compatible(saved, saved_world, cfg, world)
-    if D.is_main_env():
-        print(f"resuming {cfg.run_name} from {folder} (step {state['progress']['step']}"
-              + (f"; written by {saved_world} processes, resumed by {world}"
-                 if saved_world != world else "") + ")", file=sys.stderr)
-    return cfg, state
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict[str, Any]:
@@ -445,7 +435,12 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
         stop = os.environ.get("BERTSENT_STOP_AFTER_STEP")
         hooks = Hooks(stop_after_step=int(stop) if stop else None)
     overrides = cfg if isinstance(cfg, dict) else cfg.to_dict()
-    cfg, resume_state = resolve_resume(overrides)
+    try:
+        cfg, resume_state = resolve_resume(overrides)
+    except RunFinished as done:
+        if D.is_main_env():
+            print(done, file=sys.stderr)
+        return {**done.metrics, "already_finished": True, "history": []}
     device = pick_device(cfg.device)
     dist = D.setup_distributed(device.type)
     if dist.enabled and device.type == "cuda":
@@ -454,6 +449,17 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
     if not cfg.run_name:
         name = f"{Path(cfg.model.rstrip('/')).name}-{time.strftime('%Y%m%d-%H%M%S')}"
         cfg.run_name = D.broadcast_object(name) if dist.enabled else name
+    # one process per run folder: taken before anything is written, released on every exit
+    lock = RunLock(Path(cfg.checkpoint_dir) / cfg.run_name).acquire() if dist.is_main else None
+    try:
+        return _train(cfg, dist, device, resume_state, hooks)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
+           resume_state: dict | None, hooks: Hooks) -> dict[str, Any]:
     run, progress = build_run(cfg, dist, device, resume_state)
     if dist.is_main:
         (run.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -463,19 +469,29 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
               f"world size {dist.world_size}; {describe_labels(run)}")
     if run.val_loader is not None and cfg.sanity_eval_batches:
         validate(run, run.val_loader, progress.step, max_batches=cfg.sanity_eval_batches)
-    _install_signal_handlers(run)
+    previous = _install_signal_handlers(run)
     try:
-        finished = fit(run, progress, hooks)
+        try:
+            finished = fit(run, progress, hooks)
+        finally:
+            run.logger.flush()
+        if not finished:
+            run.logger.close()
+            say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.run_dir}: "
+                      "continue with --resume latest")
+            code = 128 + (run.stop_signal or signal.SIGTERM)
+            return {"interrupted": True, "step": progress.step, "exit_code": code,
+                    "history": run.history, "run_name": cfg.run_name}
+        run.phase = "test"
+        return finish(run, progress)
     finally:
-        run.logger.flush()
-    if not finished:
-        run.logger.close()
-        say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.run_dir}: "
-                  "continue with --resume latest")
-        code = 128 + (run.stop_signal or signal.SIGTERM)
-        return {"interrupted": True, "step": progress.step, "exit_code": code,
-                "history": run.history, "run_name": cfg.run_name}
-    return finish(run, progress)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+RESULT_SETTINGS = ("model", "data", "max_length", "truncation", "epochs", "batch_size",
+                   "grad_accum", "lr", "head_lr_mult", "layer_lr_decay", "warmup_ratio",
+                   "weight_decay", "dropout", "val_samples", "seed")
 
 
 def describe_labels(run: Run) -> str:
@@ -489,7 +505,10 @@ def describe_labels(run: Run) -> str:
 
 
 def finish(run: Run, progress: Progress) -> dict[str, Any]:
-    """Save the final model, reload the best one, and report it on the test split."""
+    """Save the final model, reload the best one, and report it on the test split: scores in
+    metrics.json, plots and the most confident mistakes in report/."""
+    from bertsent.report import write_report  # matplotlib: only once the run is done
+
     cfg = run.cfg
     save_model(run, run.run_dir / "final", {"step": progress.step})
     best_dir = run.run_dir / ("best" if progress.best_step >= 0 else "final")
@@ -506,7 +525,10 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         **({"per_class": test.metrics["per_class"]} if "per_class" in test.metrics else {}),
         "labels": run.label_names,
         "test_split": run.test_split,
+        "expected_calibration_error": expected_calibration_error(test.labels,
+                                                                 softmax(test.logits)),
         "test_samples": test.metrics["samples"],
+        "train_samples": len(run.sampler.lengths),
         "val_accuracy": progress.best_metric if progress.best_step >= 0 else None,
         "best_step": progress.best_step,
         "steps": progress.step,
@@ -514,12 +536,19 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "train_seconds": progress.train_seconds,
         "skipped_steps": progress.skipped_steps,
         "precision_mode": run.precision,
+        "device_name": device_name(run.device),
         "world_size": run.dist.world_size,
         "run_name": cfg.run_name,
         "best_model_dir": str(best_dir),
+        "settings": {k: cfg.to_dict()[k] for k in RESULT_SETTINGS},
     }
     if run.dist.is_main:
         (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        try:
+            write_report(str(run.run_dir / "report"), test, run.test_raw["text"], result)
+        except Exception as exc:  # noqa: BLE001 - the scores are saved; pictures are extra
+            say(run.dist, f"warning: the report in {run.run_dir / 'report'} was not written "
+                          f"({type(exc).__name__}: {exc}); metrics.json is complete")
         run.logger.hparams(cfg.to_dict(), {**metrics, "val_accuracy": result["val_accuracy"]
                                            or 0.0})
     run.logger.close()

@@ -103,3 +103,13 @@ def shared_dir() -> Path:
         pytest.fail(f"integration test needs the shared data at {SHARED}: set BERTSENT_SHARED "
                     "to the folder holding data/imdb and models/")
     return SHARED
+
+
+@pytest.fixture
+def jobs():
+    """Every process started through this list (tests/test_faults.py's Job) is killed at the
+    end of the test, pass or fail."""
+    started: list = []
+    yield started
+    for job in started:
+        job.stop()

@@ -96,15 +96,6 @@ class Job:
             self.proc.wait(10)
 
 
-@pytest.fixture
-def jobs():
-    """Every Job started through this list is killed at the end of the test, pass or fail."""
-    started: list[Job] = []
-    yield started
-    for job in started:
-        job.stop()
-
-
 def start(jobs: list[Job], args: list[str], root: Path, **hooks: str) -> Job:
     job = Job(args, root, **hooks)
     jobs.append(job)
@@ -144,7 +135,7 @@ def temps(run_dir: Path, kind: str = "step-") -> list[Path]:
 
 
 def resumed_from(err: str) -> int:
-    found = re.findall(r"^resuming \S+ from \S+ \(step (\d+)", err, re.M)
+    found = re.findall(r"^resuming run \S+ in \S+ from \S+ \(step (\d+)", err, re.M)
     assert len(found) == 1, err
     return int(found[0])
 
@@ -265,6 +256,22 @@ def test_sigkill_between_steps_mid_write_and_in_final_save_resumes_exactly(
 
 
 # ---------------------------------------------------------------- 2. SIGTERM / SIGINT
+def test_signal_during_the_final_evaluation_stops_it(reference, args_for, tmp_path, jobs):
+    """After the last step there is no step to finish: SIGTERM ends the test pass at once with
+    143 and says so; --resume latest then writes the report."""
+    args, run_dir = args_for("late"), tmp_path / "ckpt" / "late"
+    job = start(jobs, args, tmp_path)
+    wait_until(job, "training done, report not yet written", freeze=True,
+               condition=lambda: (run_dir / "final").is_dir()
+               and not (run_dir / "metrics.json").exists())
+    job.send(signal.SIGTERM)
+    os.kill(job.proc.pid, signal.SIGCONT)
+    assert job.wait() == 128 + signal.SIGTERM, job.err
+    assert "stopping the final evaluation" in job.err and "Traceback" not in job.err
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / ".lock").exists()
+    finish(jobs, args, tmp_path, "late", reference, expect_from=STEPS)
+
+
 def test_sigterm_then_sigint_stop_cleanly_and_resume_exactly(reference, args_for, tmp_path,
                                                             jobs):
     """SIGTERM mid-epoch exits 143, SIGINT exits 130, each after saving a checkpoint and saying

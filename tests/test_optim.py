@@ -54,3 +54,28 @@ def test_frozen_parameters_are_left_out():
     model.weight.requires_grad_(False)
     (group,) = param_groups(model, 0.1)
     assert group["weight_decay"] == 0.0 and group["params"] == [model.bias]
+
+
+def test_layer_lr_decay_slows_lower_layers_and_embeddings_most(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    names = {id(p): n for n, p in model.named_parameters()}
+    mult = {names[id(p)]: g["lr_mult"]
+            for g in param_groups(model, 0.01, head_lr_mult=20.0, layer_lr_decay=0.5)
+            for p in g["params"]}
+    assert len(mult) == len(names)  # every parameter in exactly one group
+    top, bottom = model.config.num_hidden_layers - 1, 0
+    assert mult[f"bert.encoder.layer.{top}.output.dense.weight"] == 1.0
+    assert mult[f"bert.encoder.layer.{bottom}.output.dense.weight"] == 0.5 ** top
+    assert mult["bert.embeddings.word_embeddings.weight"] == 0.5 ** (top + 1)
+    assert mult["classifier.weight"] == 20.0
+
+
+def test_without_layer_decay_the_groups_are_plain_adamws(tiny_model_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    groups = param_groups(model, 0.01, head_lr_mult=20.0)
+    assert [(g["weight_decay"], g["lr_mult"]) for g in groups] == [
+        (0.01, 1.0), (0.01, 20.0), (0.0, 1.0), (0.0, 20.0)]

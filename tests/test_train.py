@@ -23,6 +23,14 @@ def test_training_run_writes_everything(tiny_config, tmp_path):
     assert result["test_samples"] == 40 and result["steps"] == 24
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["accuracy"] == result["accuracy"] and saved["best_model_dir"].endswith("best")
+    assert 0 <= saved["expected_calibration_error"] <= 1 and saved["train_samples"] == 96
+    assert saved["settings"]["max_length"] == 48 and saved["settings"]["model"] == \
+        tiny_config["model"]
+    report = json.loads((run_dir / "report" / "metrics.json").read_text())
+    assert report["accuracy"] == result["accuracy"] and report["labels"] == ["negative",
+                                                                            "positive"]
+    for png in ("confusion_matrix", "precision_recall", "reliability"):
+        assert (run_dir / "report" / f"{png}.png").stat().st_size > 1000
     assert json.loads((run_dir / "config.json").read_text())["lr"] == tiny_config["lr"]
     steps = sorted(ckpt.step_of(p) for p in ckpt.step_checkpoints(run_dir))
     assert steps == [20, 24]  # --keep-last 2
@@ -104,3 +112,37 @@ def test_damaged_newest_checkpoint_falls_back(tmp_path):
     assert "truncated" in notes[0] and "no manifest" in notes[1]
     with pytest.raises(UserError, match="unusable"):
         ckpt.load_checkpoint(tmp_path / "run" / "step-3")
+
+
+def test_logged_train_loss_is_the_mean_since_the_last_log_also_across_a_resume(tiny_config,
+                                                                               tmp_path):
+    base = {**tiny_config, "log_every": 5, "save_every": 7}
+    full = train({**base, "run_name": "full"})
+    losses = [loss for _, loss in full["history"]]
+    windows = [(0, 5), (5, 10), (10, 15), (15, 20), (20, 24)]
+
+    def logged(name):
+        tb = EventAccumulator(str(tmp_path / "runs" / name))
+        tb.Reload()
+        return [(e.step, e.value) for e in tb.Scalars("train/loss")]
+
+    assert [s for s, _ in logged("full")] == [5, 10, 15, 20, 24]
+    for (step, value), (a, b) in zip(logged("full"), windows, strict=True):
+        assert value == pytest.approx(sum(losses[a:b]) / (b - a), rel=1e-6), step
+    train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=7))  # mid-window
+    train({**base, "run_name": "cut", "resume": "latest"})
+    assert logged("cut") == logged("full")
+
+
+def test_curves_are_drawn_from_the_tensorboard_log(tiny_config, tmp_path, capsys):
+    from bertsent.curves import ACCURACY, LOSS, main, read_scalars
+
+    train({**tiny_config, "log_every": 4, "eval_every": 6})
+    series = read_scalars(str(tmp_path / "runs" / "tiny"), (LOSS, ACCURACY))
+    assert [s for s, _ in series[LOSS]] == [4, 8, 12, 16, 20, 24]
+    assert [s for s, _ in series[ACCURACY]] == [6, 12, 18, 24]
+    out = tmp_path / "curves.png"
+    assert main([str(tmp_path / "runs" / "tiny"), "--out", str(out)]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main([str(tmp_path), "--out", str(out)]) == 2  # not a run's log folder
+    assert "error: " in capsys.readouterr().err
