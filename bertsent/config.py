@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -97,39 +99,10 @@ class TrainConfig:
     skip_nonfinite: bool = _f(False, "skip updates whose loss or gradient is NaN/inf")
 
     def validate(self) -> TrainConfig:
-        for name in ("batch_size", "eval_batch_size", "grad_accum", "epochs", "max_length"):
-            if getattr(self, name) <= 0:
-                fail(f"--{_flag(name)} must be positive, got {getattr(self, name)}")
-        if self.num_labels is not None and self.num_labels < 2:
-            fail(f"--num-labels must be at least 2, got {self.num_labels}")
+        check_fields(self)
         if self.labels and self.num_labels is not None and len(self.labels) != self.num_labels:
             fail(f"--labels lists {len(self.labels)} labels but --num-labels is "
                  f"{self.num_labels}: omit --num-labels or make them agree")
-        if not self.head_lr_mult > 0:
-            fail(f"--head-lr-mult must be positive, got {self.head_lr_mult}")
-        if not 0 < self.layer_lr_decay <= 1:
-            fail(f"--layer-lr-decay must be in (0, 1], got {self.layer_lr_decay}")
-        if not self.lr > 0:
-            fail(f"--lr must be positive, got {self.lr}")
-        for name in ("train_samples", "eval_samples", "max_steps"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                fail(f"--{_flag(name)} must be positive, got {value}")
-        for name in ("val_samples", "weight_decay", "max_grad_norm", "save_every",
-                     "eval_every", "log_every", "num_workers", "sanity_eval_batches",
-                     "progress_every"):
-            if getattr(self, name) < 0:
-                fail(f"--{_flag(name)} must not be negative, got {getattr(self, name)}")
-        if self.keep_last < 1:
-            fail(f"--keep-last must be at least 1, got {self.keep_last}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            fail(f"--dropout must be in [0, 1), got {self.dropout}")
-        if not 0 <= self.warmup_ratio < 1:
-            fail(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
-        if self.run_name is not None:
-            check_run_name(self.run_name)
-        if self.max_length < 8:
-            fail(f"--max-length must be at least 8 tokens, got {self.max_length}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,6 +111,64 @@ class TrainConfig:
 
 def _flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+# ---------------------------------------------------------------- one rule per shared field
+# Every entry point's config (train, evaluate, predict) is checked here, so a field means the
+# same and is refused with the same line wherever it appears. None means "not given" for the
+# optional fields and is always allowed.
+SEED_LIMIT = 2**32  # numpy's seed range; torch's is wider
+_POSITIVE = ("batch_size", "eval_batch_size", "grad_accum", "epochs", "train_samples",
+             "eval_samples", "max_steps", "samples", "lr", "head_lr_mult")
+_NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "eval_every",
+                 "log_every", "num_workers", "sanity_eval_batches", "progress_every")
+_RANGES = {  # name: (low, high, low inclusive, high inclusive)
+    "dropout": (0, 1, True, False), "warmup_ratio": (0, 1, True, False),
+    "layer_lr_decay": (0, 1, False, True), "seed": (0, SEED_LIMIT - 1, True, True),
+}
+_AT_LEAST = {"keep_last": 1, "num_labels": 2, "max_length": 8}
+
+
+def check_field(name: str, value: Any) -> None:
+    """Refuse a value that no run could use, in one line that names the flag."""
+    if value is None or isinstance(value, bool):
+        return
+    flag = f"--{_flag(name)}"
+    if isinstance(value, float) and not math.isfinite(value):
+        fail(f"{flag} must be a finite number, got {value}")
+    if name in _POSITIVE and not value > 0:
+        fail(f"{flag} must be positive, got {value}")
+    if name in _NOT_NEGATIVE and value < 0:
+        fail(f"{flag} must not be negative, got {value}")
+    if name in _AT_LEAST and value < _AT_LEAST[name]:
+        fail(f"{flag} must be at least {_AT_LEAST[name]}, got {value}")
+    if name in _RANGES:
+        low, high, low_in, high_in = _RANGES[name]
+        if not ((low <= value if low_in else low < value)
+                and (value <= high if high_in else value < high)):
+            fail(f"{flag} must be in {'[' if low_in else '('}{low}, {high}"
+                 f"{']' if high_in else ')'}, got {value}")
+    if name == "run_name":
+        check_run_name(value)
+
+
+def check_output_folder(path: str, flag: str) -> None:
+    """A folder the run will write into: refused now if it is a file or cannot be written."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        fail(f"{flag} {path} is a file: pass a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        fail(f"cannot write to {path} ({exc.strerror}): pass a writable {flag}")
+
+
+def check_fields(cfg: Any) -> None:
+    for f in fields(cfg):
+        check_field(f.name, getattr(cfg, f.name))
 
 
 def _base_type(tp: Any) -> tuple[type, bool]:
@@ -203,6 +234,8 @@ def load_toml(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         fail(f"config file {path} does not exist: pass an existing TOML file to --config, or "
              f"a shipped preset ({', '.join(preset_names()) or 'none'})")
+    except UnicodeDecodeError:
+        fail(f"config file {path} is not UTF-8 text: re-encode it as UTF-8")
     except tomllib.TOMLDecodeError as exc:
         fail(f"config file {path} is not valid TOML ({exc}): fix the syntax")
     except OSError as exc:

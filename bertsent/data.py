@@ -19,6 +19,15 @@ from datasets import Dataset, DatasetDict
 from bertsent.errors import fail
 from bertsent.labels import LabelMap, check_column, is_integer
 
+# whitespace and the zero-width characters that render as nothing: a text of only these is empty
+BLANK = r"[\s\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]+"
+BLANK_RE = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff]+")
+
+
+def is_blank(text: str) -> bool:
+    return not BLANK_RE.sub("", text)
+
+
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
 VALIDATION_SPLITS = ("validation", "val")  # names a data set's own validation split goes by
 UNLABELLED = -1  # what hub datasets put in the label column of a test split they keep hidden
@@ -31,11 +40,21 @@ def _looks_like_path(data: str) -> bool:
 
 
 def _split_files(folder: Path, split: str) -> tuple[str, list[str]] | None:
-    pattern = re.compile(rf"^{split}([-_.][^/]*)?\.({'|'.join(FORMATS)})$")
-    for ext, fmt in FORMATS.items():
-        files = sorted(str(p) for p in folder.rglob(f"*.{ext}") if pattern.match(p.name))
-        if files:
-            return fmt, files
+    """The files of one split: `<split>.<ext>`, or shards `<split>-00000-of-00003.<ext>`, at
+    the top of the folder only (a backup/ or old/ folder beside them is never read), in one
+    format; anything else (train.backup.parquet, train_old.csv) is not part of the split."""
+    pattern = re.compile(rf"^{re.escape(split)}(-\d+-of-\d+)?\.({'|'.join(FORMATS)})$")
+    by_ext: dict[str, list[str]] = {}
+    for p in sorted(folder.iterdir()):
+        match = pattern.match(p.name)
+        if match and p.is_file():
+            by_ext.setdefault(match.group(2), []).append(str(p))
+    if len(by_ext) > 1:
+        names = ", ".join(Path(files[0]).name for files in by_ext.values())
+        fail(f"data folder {folder} holds the {split} split in several formats ({names}): "
+             "keep one of them")
+    for ext, files in by_ext.items():
+        return FORMATS[ext], files
     return None
 
 
@@ -166,9 +185,11 @@ def check_split(ds: Dataset, name: str, text_column: str, label_column: str) -> 
              "drop or fill those rows")
     if not str(texts.type).startswith(("string", "large_string")):
         fail(f"column '{text_column}' holds {texts.type}, not text: pass the text column")
-    empty = pc.sum(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(texts)), 0)).as_py() or 0
+    visible = pc.replace_substring_regex(texts, BLANK, "")
+    empty = pc.sum(pc.equal(pc.utf8_length(visible), 0)).as_py() or 0
     if empty:
-        fail(f"the {name} split has {empty} empty texts: drop those rows")
+        fail(f"the {name} split has {empty} empty texts (nothing but spaces or invisible "
+             "characters): drop those rows")
     check_column(ds.data.column(label_column), name, label_column)
     keep = [c for c in ds.column_names if c not in (text_column, label_column)]
     ds = ds.remove_columns(keep)
@@ -306,19 +327,30 @@ def tokenize(ds: Dataset, tokenizer, max_length: int, truncation: str,
     key = hashlib.sha256(
         f"v1|{ds._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{truncation}"
         .encode()).hexdigest()[:24]
-    kwargs = {}
+    in_memory: dict = {"keep_in_memory": True}
+    kwargs = in_memory  # without a usable cache folder: nothing is written anywhere
     if cache_dir:
         folder = Path(cache_dir).expanduser()
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write-test-{os.getpid()}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
             kwargs = {"cache_file_name": str(folder / f"tokens-{key}.arrow")}
         except OSError:
-            kwargs = {}  # an unwritable cache only costs time
-    encoded = ds.map(
-        lambda batch: {"input_ids": encode_texts(batch["text"], tokenizer, max_length,
-                                                 truncation)},
-        batched=True, batch_size=1000, remove_columns=["text"], new_fingerprint=key,
-        desc="tokenising", **kwargs)
+            pass  # an unwritable cache only costs time
+
+    def encode(**kw):
+        return ds.map(
+            lambda batch: {"input_ids": encode_texts(batch["text"], tokenizer, max_length,
+                                                     truncation)},
+            batched=True, batch_size=1000, remove_columns=["text"], new_fingerprint=key,
+            desc="tokenising", **kw)
+
+    try:
+        encoded = encode(**kwargs)
+    except OSError:  # the cache folder filled up or turned read-only midway
+        encoded = encode(**in_memory)
     ids = encoded.data.column("input_ids")
     arrays = [np.asarray(x, dtype=np.int64) for x in ids.to_pylist()]
     return EncodedDataset(arrays, encoded.data.column("label").to_numpy())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 
 import torch
 
-from bertsent.config import _f, from_mapping, parse_overrides
+from bertsent.config import _f, check_fields, check_output_folder, from_mapping, parse_overrides
 from bertsent.data import (
     Collator,
     apply_labels,
@@ -21,8 +20,8 @@ from bertsent.data import (
 from bertsent.engine import evaluate
 from bertsent.errors import fail, run_cli
 from bertsent.labels import LabelMap
-from bertsent.metrics import confusion
-from bertsent.model import load_tokenizer, load_trained, read_meta
+from bertsent.metrics import confusion, strict_json
+from bertsent.model import check_max_length, load_tokenizer, load_trained, read_meta
 from bertsent.runtime import autocast_for, pick_device, pick_precision
 from bertsent.sampling import EvalBatchSampler
 
@@ -54,19 +53,17 @@ class EvalConfig:
 def run(cfg: EvalConfig) -> dict:
     if not cfg.model:
         fail("--model is required: pass a model folder such as checkpoints/<run>/best")
-    if cfg.batch_size <= 0:
-        fail(f"--batch-size must be positive, got {cfg.batch_size}")
-    if cfg.samples is not None and cfg.samples <= 0:
-        fail(f"--samples must be positive, got {cfg.samples}")
+    check_fields(cfg)
+    if cfg.report_dir:
+        check_output_folder(cfg.report_dir, "--report-dir")  # before the work, not after
     meta = read_meta(cfg.model)
-    max_length = cfg.max_length or meta.get("max_length", 512)
+    max_length = cfg.max_length if cfg.max_length is not None else meta.get("max_length", 512)
     truncation = cfg.truncation or meta.get("truncation", "head")
-    if max_length < 8:
-        fail(f"--max-length must be at least 8, got {max_length}")
     device = pick_device(cfg.device)
     precision = pick_precision(cfg.precision, device)
     tokenizer = load_tokenizer(cfg.model)
     model = load_trained(cfg.model)
+    check_max_length(model, max_length, cfg.model)
     num_labels = model.config.num_labels
     ds = check_split(labelled_split(load_raw(cfg.data), cfg), cfg.split, cfg.text_column,
                      cfg.label_column)
@@ -109,7 +106,7 @@ def labelled_split(raw, cfg: EvalConfig):
 def main(argv: list[str] | None = None) -> int:
     def entry() -> int:
         args = parse_overrides(argv, EvalConfig, prog="bertsent.evaluate")
-        print(json.dumps(run(from_mapping(args, cls=EvalConfig))), flush=True)
+        print(strict_json(run(from_mapping(args, cls=EvalConfig))), flush=True)
         return 0
 
     return run_cli(entry)

@@ -85,15 +85,28 @@ def load_trained(folder: str) -> torch.nn.Module:
     except Exception:  # noqa: BLE001
         fail(_where(folder))
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, attn_implementation="sdpa")
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            folder, attn_implementation="sdpa", output_loading_info=True)
     except ValueError:
-        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            folder, output_loading_info=True)
     except Exception:  # noqa: BLE001
         fail(_where(folder))
     if config.num_labels < 2:
         fail(f"{folder} is not a classification model: pass a folder written by bertsent.train")
+    if any("classifier" in key for key in info.get("missing_keys", [])):
+        fail(f"{folder} has no trained classification head (its classifier weights are not in "
+             "the folder, so its answers would be random): fine-tune it with bertsent.train "
+             "and pass the folder it writes, e.g. checkpoints/<run>/best")
     return model.eval()
+
+
+def check_max_length(model: torch.nn.Module, max_length: int, name: str) -> None:
+    """The one check of a length against what the model's position embeddings allow."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        fail(f"--max-length {max_length} exceeds what {name} supports ({limit}): "
+             f"pass --max-length {limit} or less")
 
 
 def read_meta(folder: str) -> dict:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass
 
 import torch
 
-from bertsent.config import _f, from_mapping, parse_overrides
-from bertsent.data import Collator, encode_texts
+from bertsent.config import _f, check_fields, from_mapping, parse_overrides
+from bertsent.data import Collator, encode_texts, is_blank
 from bertsent.errors import fail, run_cli
-from bertsent.model import load_tokenizer, load_trained, read_meta
+from bertsent.metrics import strict_json
+from bertsent.model import check_max_length, load_tokenizer, load_trained, read_meta
 from bertsent.runtime import autocast_for, pick_device
 
 
@@ -64,8 +64,18 @@ def read_texts(cfg: PredictConfig, texts: list[str]) -> list[str]:
     elif not texts:
         if sys.stdin is None or sys.stdin.isatty():
             fail("no texts to predict: pass them as arguments, with --file, or on stdin")
-        texts = [line.rstrip("\n") for line in sys.stdin]
-    texts = [t for t in texts if t.strip()]
+        try:
+            stream = getattr(sys.stdin, "buffer", None)  # bytes, to check the encoding
+            texts = (stream.read().decode("utf-8") if stream is not None
+                     else sys.stdin.read()).splitlines()
+        except UnicodeDecodeError as exc:
+            fail(f"standard input is not UTF-8 text (byte {exc.start}): re-encode it as UTF-8")
+    for number, text in enumerate(texts, 1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # undecodable bytes in an argument (surrogate escapes)
+            fail(f"text {number} is not UTF-8: pass UTF-8 text")
+    texts = [t for t in texts if not is_blank(t)]
     if not texts:
         fail("no texts to predict (the input is empty): give at least one non-empty text")
     return texts
@@ -79,14 +89,15 @@ def main(argv: list[str] | None = None) -> int:
                            cls=PredictConfig)
         if not cfg.model:
             fail("--model is required: pass a model folder such as checkpoints/<run>/best")
-        if cfg.batch_size <= 0:
-            fail(f"--batch-size must be positive, got {cfg.batch_size}")
+        check_fields(cfg)
         texts = read_texts(cfg, texts)
         meta = read_meta(cfg.model)
+        max_length = cfg.max_length if cfg.max_length is not None else \
+            meta.get("max_length", 512)
         device = pick_device(cfg.device)
         tokenizer, model = load_tokenizer(cfg.model), load_trained(cfg.model).to(device)
-        probs = predict_proba(model, tokenizer, texts,
-                              max_length=cfg.max_length or meta.get("max_length", 512),
+        check_max_length(model, max_length, cfg.model)
+        probs = predict_proba(model, tokenizer, texts, max_length=max_length,
                               truncation=meta.get("truncation", "head"),
                               batch_size=cfg.batch_size, device=device, precision=cfg.precision)
         names = [model.config.id2label[i] for i in range(probs.shape[1])]
@@ -94,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for text, p in zip(texts, probs.tolist(), strict=True):
             label = names[max(range(len(p)), key=p.__getitem__)]
             if cfg.json:
-                print(json.dumps({"text": text, "label": label,
+                print(strict_json({"text": text, "label": label,
                                   "probabilities": dict(zip(names, p, strict=True))}))
             else:
                 shown = " ".join(f"{n}={v:.4f}" for n, v in zip(names, p, strict=True))

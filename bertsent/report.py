@@ -3,7 +3,6 @@ curves (PNG and TensorBoard), and the most confident mistakes as a markdown tabl
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +18,7 @@ from bertsent.metrics import (  # noqa: E402
     confident_mistakes,
     expected_calibration_error,
     softmax,
+    strict_json,
 )
 from bertsent.tracking import RunLogger  # noqa: E402
 
@@ -93,7 +93,7 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
     texts = [texts[i] for i in result.indices]
     metrics = {**metrics, "expected_calibration_error": expected_calibration_error(
         result.labels, probs)}
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    (out / "metrics.json").write_text(strict_json(metrics, indent=2))
     (out / "mistakes.md").write_text("# The 20 most confident mistakes\n\n"
                                      + mistakes_table(texts, result.labels, probs, names))
     logger = RunLogger(out / "tensorboard")

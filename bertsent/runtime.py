@@ -20,6 +20,9 @@ def pick_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError:
         fail(f"--device {name} is not a device: use auto, cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        fail(f"--device {name} is not supported (bertsent runs on CPU and CUDA): use auto, "
+             "cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         fail(f"--device {name} asked for CUDA but none is available: use --device cpu")
     return device

@@ -34,8 +34,13 @@ from bertsent.data import (
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.labels import LabelMap, class_weights
-from bertsent.metrics import confident_mistakes, expected_calibration_error, softmax
-from bertsent.model import META_FILE, load_model, load_tokenizer, unwrap
+from bertsent.metrics import (
+    confident_mistakes,
+    expected_calibration_error,
+    softmax,
+    strict_json,
+)
+from bertsent.model import META_FILE, check_max_length, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.resume import RunFinished, resolve_resume
 from bertsent.runfolder import RunLock
@@ -168,10 +173,7 @@ def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D
 def setup_model(cfg: TrainConfig, device: torch.device, names: tuple[str, ...] | None = None):
     tokenizer = load_tokenizer(cfg.model)
     model = load_model(cfg.model, cfg.num_labels, cfg.dropout, names)
-    limit = getattr(model.config, "max_position_embeddings", None)
-    if limit is not None and cfg.max_length > limit:
-        fail(f"--max-length {cfg.max_length} exceeds what {cfg.model} supports ({limit}): "
-             f"pass --max-length {limit} or less")
+    check_max_length(model, cfg.max_length, cfg.model)
     if cfg.freeze_embeddings:
         unwrap(model).get_input_embeddings().weight.requires_grad_(False)
     return tokenizer, model.to(device)
@@ -277,13 +279,18 @@ def save_model(run: Run, folder: Path, metrics: dict) -> None:
     """Hugging Face format with tokenizer and training settings: loads in `pipeline`."""
     if not run.dist.is_main:
         return
+    bad = [n for n, p in unwrap(run.model).named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        fail(f"the model has non-finite weights ({bad[0]}{' and others' if len(bad) > 1 else ''})"
+             f" and was not exported to {folder}: lower --lr or check the data; earlier "
+             "checkpoints are intact")
     meta = {"max_length": run.cfg.max_length, "truncation": run.cfg.truncation,
             "metrics": metrics, "config": run.cfg.to_dict()}
 
     def write(tmp: Path) -> None:
         unwrap(run.model).save_pretrained(tmp)
         run.tokenizer.save_pretrained(tmp)
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        (tmp / META_FILE).write_text(strict_json(meta, indent=2))
         (tmp / "README.md").write_text(model_card(run.cfg.to_dict(), metrics, run.label_names))
 
     try:
@@ -543,7 +550,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "settings": {k: cfg.to_dict()[k] for k in RESULT_SETTINGS},
     }
     if run.dist.is_main:
-        (run.run_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+        (run.run_dir / "metrics.json").write_text(strict_json(result, indent=2))
         try:
             write_report(str(run.run_dir / "report"), test, run.test_raw["text"], result)
         except Exception as exc:  # noqa: BLE001 - the scores are saved; pictures are extra
@@ -560,7 +567,7 @@ def main(argv: list[str] | None = None) -> int:
         result = train(parse_overrides(argv))
         result.pop("history")
         if not result.get("interrupted") and D.is_main_env():
-            print(json.dumps(result), flush=True)
+            print(strict_json(result), flush=True)
         D.teardown()
         return result.get("exit_code", 0)
 

@@ -2,6 +2,7 @@
 nothing that existed before is modified."""
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
@@ -9,6 +10,7 @@ import sys
 
 import pandas as pd
 import pytest
+from transformers import BertConfig, BertModel
 
 from bertsent import evaluate, predict, train
 from tests.conftest import make_frame
@@ -67,6 +69,17 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
         good.to_parquet(root / "two_val" / f"{name}.parquet")
     (root / "no_test").mkdir()
     good.to_parquet(root / "no_test" / "train.parquet")
+    paths["zero_width"] = write_split_folder(root, "zero_width", good.assign(
+        text=["\u200b\u200b \ufeff" if i == 3 else t for i, t in enumerate(good.text)]))
+    paths["two_formats"] = write_split_folder(root, "two_formats", good)
+    good.to_csv(root / "two_formats" / "train.csv", index=False)
+    no_head = root / "no_head"  # a base model as on the hub: encoder only, no classifier
+    BertModel(BertConfig.from_pretrained(tiny_model_dir)).save_pretrained(no_head)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
+                 "special_tokens_map.json"):
+        if (tiny_model_dir / name).exists():
+            shutil.copy(tiny_model_dir / name, no_head / name)
+    paths["no_head"] = str(no_head)
     (root / "not_a_model").mkdir()
     (root / "not_a_model" / "notes.txt").write_text("hello")
     no_weights = root / "no_weights"
@@ -88,6 +101,8 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     toml["malformed"].write_text("lr = = 2\n")
     toml["unknown"].write_text("learning_rate = 0.1\n")
     toml["wrongtype"].write_text('epochs = "two"\n')
+    toml["latin1"] = root / "latin1.toml"
+    toml["latin1"].write_bytes(b'run_name = "caf\xe9"\n')
     (root / "empty.txt").write_text("\n\n")
     paths.update(base=base, ckpt_root=ckpt_root, runs_root=root / "runs", step=str(step),
                  truncated=str(truncated), root=root,
@@ -131,7 +146,7 @@ TRAIN_CASES = [
     ("batch size 0", lambda b: ["--batch-size", "0"], "--batch-size must be positive"),
     ("lr 0", lambda b: ["--lr", "0"], "--lr must be positive"),
     ("negative epochs", lambda b: ["--epochs", "-1"], "--epochs must be positive"),
-    ("max length 0", lambda b: ["--max-length", "0"], "--max-length must be positive"),
+    ("max length 0", lambda b: ["--max-length", "0"], "--max-length must be at least 8"),
     ("max length over the model", lambda b: ["--max-length", "4096"], "exceeds what"),
     ("too many train samples", lambda b: ["--train-samples", "100000"], "is larger than"),
     ("malformed TOML", lambda b: ["--config", b["toml_malformed"]], "not valid TOML"),
@@ -142,6 +157,16 @@ TRAIN_CASES = [
      "cannot write"),
     ("run already exists", lambda b: ["--run-name", "done"], "already exists"),
     ("bad precision", lambda b: ["--precision", "fp8"], "invalid choice"),
+    ("negative seed", lambda b: ["--seed", "-1"], "--seed must be in"),
+    ("huge seed", lambda b: ["--seed", str(2**40)], "--seed must be in"),
+    ("device type that is not CPU or CUDA", lambda b: ["--device", "mps"], "not supported"),
+    ("run name too long", lambda b: ["--run-name", "x" * 300], "bytes long"),
+    ("run name with a path", lambda b: ["--run-name", "done/best"], "one folder name"),
+    ("NaN weight decay", lambda b: ["--weight-decay", "nan"], "must be a finite number"),
+    ("NaN max grad norm", lambda b: ["--max-grad-norm", "nan"], "must be a finite number"),
+    ("texts of invisible characters", lambda b: ["--data", b["zero_width"]], "1 empty texts"),
+    ("split in two formats", lambda b: ["--data", b["two_formats"]], "several formats"),
+    ("non-UTF-8 TOML", lambda b: ["--config", b["toml_latin1"]], "not UTF-8"),
 ]
 
 
@@ -187,6 +212,18 @@ EVAL_CASES = [
      "has no validation split: pass --split test"),
     ("unlabelled split", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--data",
                                     b["unlabelled_test"]], "has no labels (all -1)"),
+    ("max length 0", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--max-length",
+                                "0"], "--max-length must be at least 8"),
+    ("max length over the model", lambda b: ["--model", b["ckpt_root"] / "done" / "best",
+                                             "--max-length", "4096"], "exceeds what"),
+    ("report dir is a file", lambda b: ["--model", b["ckpt_root"] / "done" / "best",
+                                        "--report-dir", b["a_file"]], "is a file"),
+    ("base model without a head", lambda b: ["--model", b["no_head"], "--data",
+                                             b["labels_3"]], "no trained classification head"),
+    ("negative seed", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--seed", "-1"],
+     "--seed must be in"),
+    ("device type", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--device", "xla"],
+     "not supported"),
 ]
 
 
@@ -208,7 +245,29 @@ PREDICT_CASES = [
      "not a complete model"),
     ("batch size 0", lambda b: ["--model", b["no_weights"], "--batch-size", "0", "x"],
      "--batch-size must be positive"),
+    ("max length 1", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--max-length",
+                                "1", "x"], "--max-length must be at least 8"),
+    ("max length over the model", lambda b: ["--model", b["ckpt_root"] / "done" / "best",
+                                             "--max-length", "4096", "x"], "exceeds what"),
+    ("base model without a head", lambda b: ["--model", b["no_head"], "x"],
+     "no trained classification head"),
+    ("device type", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--device", "mps",
+                               "x"], "not supported"),
+    ("non-UTF-8 argument", lambda b: ["--model", b["ckpt_root"] / "done" / "best",
+                                      "caf\udce9 bad"], "text 1 is not UTF-8"),
 ]
+
+
+def test_predict_non_utf8_stdin_is_one_line(bad, capsys, monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"caf\xe9 bad\n")))
+    code = predict.main(["--model", str(bad["ckpt_root"] / "done" / "best")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "standard input is not UTF-8" in err[0], err
+
+
+def test_unwritable_cache_only_costs_time(bad, capsys):
+    assert train.main([*bad["base"], "--run-name", "no-cache", "--cache-dir",
+                       bad["a_file"] + "/cache"]) == 0
 
 
 @pytest.mark.parametrize("case", PREDICT_CASES, ids=[c[0] for c in PREDICT_CASES])

@@ -46,9 +46,15 @@ def test_bad_config_files(tmp_path, text, message):
     (["--batch-size", "0"], "--batch-size must be positive"),
     (["--lr", "-1"], "--lr must be positive"),
     (["--epochs", "0"], "--epochs must be positive"),
-    (["--max-length", "0"], "--max-length must be positive"),
+    (["--max-length", "0"], "--max-length must be at least 8"),
     (["--warmup-ratio", "1.5"], "--warmup-ratio"),
     (["--train-samples", "-5"], "--train-samples must be positive"),
+    (["--seed", "-1"], r"--seed must be in \[0, 4294967295\]"),
+    (["--seed", str(2**32)], "--seed must be in"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number"),
+    (["--max-grad-norm", "inf"], "--max-grad-norm must be a finite number"),
+    (["--lr", "nan"], "--lr must be a finite number"),
+    (["--progress-every", "-1"], "--progress-every must not be negative"),
 ])
 def test_bad_values(flags, message):
     with pytest.raises(UserError, match=message):
@@ -61,3 +67,28 @@ def test_bad_flag_is_one_line_exit_2(capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "invalid float value" in err[0]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("seed = -3\n", "--seed must be in"),
+    ("dropout = nan\n", "--dropout must be a finite number"),
+])
+def test_bad_values_from_a_config_file_are_refused_the_same_way(tmp_path, text, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        parse_config(["--config", str(path)])
+
+
+def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_bytes(b'model = "caf\xe9"\n')
+    with pytest.raises(UserError, match="not UTF-8"):
+        parse_config(["--config", str(path)])
+
+
+def test_a_shipped_preset_loads_by_name():
+    from bertsent.config import preset_names
+
+    for name in preset_names():
+        assert parse_config(["--config", name]).model

@@ -137,3 +137,28 @@ def test_bad_data_paths(tmp_path):
 def test_train_samples_larger_than_split():
     with pytest.raises(UserError, match="--train-samples 500 is larger"):
         subset_indices(100, 10, 500, 10, None, seed=0)
+
+
+def test_only_top_level_split_files_and_shards_are_read(tmp_path):
+    from bertsent.data import load_raw
+    from tests.conftest import make_frame
+
+    frame = make_frame(10, 1)
+    frame.to_parquet(tmp_path / "train.parquet")
+    frame.iloc[:4].to_parquet(tmp_path / "test-00000-of-00002.parquet")
+    frame.iloc[4:7].to_parquet(tmp_path / "test-00001-of-00002.parquet")
+    (tmp_path / "backup" / "old").mkdir(parents=True)
+    frame.to_parquet(tmp_path / "backup" / "old" / "train.parquet")  # a stale copy: not read
+    frame.to_parquet(tmp_path / "train.backup.parquet")  # not the split's name: not read
+    raw = load_raw(str(tmp_path))
+    assert len(raw["train"]) == 10 and len(raw["test"]) == 7
+
+
+def test_strict_json_writes_null_for_non_finite_numbers():
+    import json
+    import math
+
+    from bertsent.metrics import strict_json
+
+    text = strict_json({"loss": math.nan, "x": [1.0, math.inf], "ok": 0.5})
+    assert json.loads(text) == {"loss": None, "x": [1.0, None], "ok": 0.5}
