@@ -17,6 +17,7 @@ import torch
 from datasets import Dataset, DatasetDict
 
 from bertsent.errors import fail
+from bertsent.hub import hub_answers
 from bertsent.labels import LabelMap, check_column, is_integer
 
 # whitespace and the zero-width characters that render as nothing: a text of only these is empty
@@ -32,6 +33,8 @@ FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
 VALIDATION_SPLITS = ("validation", "val")  # names a data set's own validation split goes by
 UNLABELLED = -1  # what hub datasets put in the label column of a test split they keep hidden
 datasets.disable_progress_bars()
+# a reader's failure is reported as one line of ours; the library's own log of it is noise
+datasets.logging.set_verbosity(datasets.logging.CRITICAL)
 
 
 # ---------------------------------------------------------------- loading raw text + label
@@ -85,6 +88,25 @@ def _validation_files(folder: Path, data: str) -> tuple[str, list[str]] | None:
     return next(iter(found.values()), None)
 
 
+def _root_cause(exc: BaseException) -> str:
+    """The first line of the reader's own error, under datasets' generic wrapper."""
+    chain: list[BaseException] = [exc]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None:
+        chain.append(nxt)
+    reasons = [str(e).strip() for e in chain if type(e).__name__ != "DatasetGenerationError"
+               and str(e).strip()]
+    return reasons[0].splitlines()[0][:200] if reasons else type(exc).__name__
+
+
+def _read_split(fmt: str, files: list[str], data: str) -> Dataset:
+    try:
+        return datasets.load_dataset(fmt, data_files={"split": files}, split="split")
+    except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+        names = ", ".join(Path(f).name for f in files[:3])
+        fail(f"cannot read {names} in {data} ({_root_cause(exc)}): check that it is valid "
+             "UTF-8 parquet, csv or jsonl")
+
+
 def load_raw(data: str) -> DatasetDict:
     """Return a DatasetDict with 'train', and 'test' and/or 'validation', from a hub id or a
     local folder."""
@@ -104,18 +126,15 @@ def load_raw(data: str) -> DatasetDict:
         fmts = {f[0] for f in found.values() if f}
         if len(fmts) > 1:
             fail(f"data folder {data} mixes file formats {sorted(fmts)}: use one format")
-        files = {s: f[1] for s, f in found.items() if f}
-        try:
-            return datasets.load_dataset(fmts.pop(), data_files=files)
-        except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            fail(f"cannot read the data files in {data} ({first[:200]}): check that they are "
-                 "valid UTF-8 parquet, csv or jsonl")
+        fmt = fmts.pop()
+        # each split on its own: splits with other columns are then told apart by check_split
+        return DatasetDict({s: _read_split(fmt, f[1], data) for s, f in found.items() if f})
     if path.exists():
         fail(f"--data {data} is a file: pass the folder that holds the train/test files")
     if _looks_like_path(data):
         fail(f"data path {data} does not exist: pass a folder with train/test files "
              "(e.g. ../shared/data/imdb) or a hub dataset id")
+    hub_answers()  # when the hub does not answer: the local cache only, and a quick error
     try:
         loaded = datasets.load_dataset(data)
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types

@@ -10,6 +10,7 @@ import transformers
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
 from bertsent.errors import fail
+from bertsent.hub import hub_answers
 from bertsent.labels import LabelMap
 
 transformers.logging.set_verbosity_error()
@@ -35,6 +36,8 @@ def _where(name: str) -> str:
 
 
 def load_tokenizer(name: str):
+    if not Path(name).expanduser().exists():
+        hub_answers()  # a hub id: when the hub does not answer, fail fast instead of retrying
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception:  # noqa: BLE001 - hub, file and format errors all mean the same to a user

@@ -31,6 +31,8 @@ def write_split_folder(root, name, train, test=None, fmt="parquet"):
             (folder / f"{split}.{fmt}").write_bytes(frame)
         elif fmt == "csv":
             frame.to_csv(folder / f"{split}.csv", index=False)
+        elif fmt == "jsonl":
+            frame.to_json(folder / f"{split}.jsonl", orient="records", lines=True)
         else:
             frame.to_parquet(folder / f"{split}.parquet")
     return str(folder)
@@ -73,6 +75,11 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
         text=["\u200b\u200b \ufeff" if i == 3 else t for i, t in enumerate(good.text)]))
     paths["two_formats"] = write_split_folder(root, "two_formats", good)
     good.to_csv(root / "two_formats" / "train.csv", index=False)
+    paths["zero_bytes"] = write_split_folder(root, "zero_bytes", b"")
+    paths["bad_jsonl"] = write_split_folder(root, "bad_jsonl", good, fmt="jsonl")
+    (root / "bad_jsonl" / "train.jsonl").write_text('{"text": "good", "label": 1}\n{"text": x\n')
+    paths["other_columns"] = write_split_folder(root, "other_columns", good,
+                                                test=good.rename(columns={"text": "review"}))
     no_head = root / "no_head"  # a base model as on the hub: encoder only, no classifier
     BertModel(BertConfig.from_pretrained(tiny_model_dir)).save_pretrained(no_head)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json",
@@ -167,6 +174,10 @@ TRAIN_CASES = [
     ("texts of invisible characters", lambda b: ["--data", b["zero_width"]], "1 empty texts"),
     ("split in two formats", lambda b: ["--data", b["two_formats"]], "several formats"),
     ("non-UTF-8 TOML", lambda b: ["--config", b["toml_latin1"]], "not UTF-8"),
+    ("0-byte parquet", lambda b: ["--data", b["zero_bytes"]], "cannot read train.parquet"),
+    ("malformed jsonl line", lambda b: ["--data", b["bad_jsonl"]], "cannot read train.jsonl"),
+    ("test with other columns", lambda b: ["--data", b["other_columns"]],
+     "the test split has no column 'text' (columns: review, label)"),
 ]
 
 
@@ -315,3 +326,20 @@ def test_single_class_and_huge_reviews_are_fine(bad, tiny_model_dir, tmp_path, c
 def test_one_class_labels_do_not_need_both(bad):
     frame = pd.DataFrame({"text": ["fine"], "label": [1]})
     assert frame.label.max() == 1
+
+
+def test_a_hub_that_does_not_answer_switches_to_offline_at_once(monkeypatch):
+    import datasets.config
+    import huggingface_hub.constants as hub_constants
+
+    from bertsent import hub
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", False)
+    hub.hub_answers.cache_clear()
+    try:
+        assert hub.hub_answers() is False
+        assert hub_constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
+    finally:
+        hub.hub_answers.cache_clear()
