@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from bertsent.errors import fail
 from bertsent.metrics import compute_metrics
 from bertsent.optim import set_lr
 from bertsent.runtime import AutocastFactory
@@ -94,6 +95,27 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                       skipped=not finite)
 
 
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text
+                                              or "can't allocate memory" in text)
+
+
+@contextlib.contextmanager
+def out_of_memory_is_one_line(shape: tuple[int, ...]):
+    """Running out of memory in an evaluation pass names the flag that fixes it."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not (_is_oom(exc) or isinstance(exc, MemoryError)):
+            raise
+        fail(f"out of memory evaluating a batch of {shape[0]} x {shape[1]} tokens: lower the "
+             "evaluation batch size (--eval-batch-size for bertsent.train, --batch-size for "
+             "evaluate and predict)")
+
+
 @dataclass
 class EvalResult:
     metrics: dict
@@ -118,7 +140,8 @@ def predict_logits(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tens
     for i, batch in enumerate(tqdm(loader, desc=desc, total=total, disable=None, leave=False)):
         if max_batches is not None and i >= max_batches:
             break
-        out = forward_logits(model, to_device(batch, device), autocast)
+        with out_of_memory_is_one_line(batch["input_ids"].shape):
+            out = forward_logits(model, to_device(batch, device), autocast)
         logits.append(out.cpu().numpy())
         labels.append(batch["labels"].numpy())
         indices.append(batch["index"].numpy())

@@ -9,6 +9,7 @@ import torch
 
 from bertsent.config import _f, check_fields, from_mapping, parse_overrides
 from bertsent.data import Collator, encode_texts, is_blank
+from bertsent.engine import out_of_memory_is_one_line
 from bertsent.errors import fail, run_cli
 from bertsent.metrics import strict_json
 from bertsent.model import check_max_length, load_tokenizer, load_trained, read_meta
@@ -43,7 +44,7 @@ def predict_proba(model, tokenizer, texts: list[str], *, max_length: int, trunca
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = collate([(i, ids[i], 0) for i in chunk])
-        with autocast():
+        with out_of_memory_is_one_line(batch["input_ids"].shape), autocast():
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
         out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()

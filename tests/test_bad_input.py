@@ -343,3 +343,17 @@ def test_a_hub_that_does_not_answer_switches_to_offline_at_once(monkeypatch):
         assert hub_constants.HF_HUB_OFFLINE and datasets.config.HF_HUB_OFFLINE
     finally:
         hub.hub_answers.cache_clear()
+
+
+def test_out_of_memory_in_evaluation_names_the_flag(bad, tiny_data_dir, capsys, monkeypatch):
+    from bertsent import engine
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 9999999999 bytes")
+
+    monkeypatch.setattr(engine, "forward_logits", no_memory)
+    code = evaluate.main(["--model", str(bad["ckpt_root"] / "done" / "best"), "--data",
+                          str(tiny_data_dir), "--samples", "4"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--batch-size for evaluate" in err[0], err

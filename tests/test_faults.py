@@ -256,6 +256,15 @@ def test_sigkill_between_steps_mid_write_and_in_final_save_resumes_exactly(
 
 
 # ---------------------------------------------------------------- 2. SIGTERM / SIGINT
+def test_ctrl_c_during_start_up_is_one_line(args_for, tmp_path, jobs):
+    """Half a second in, the process is still importing torch: no traceback, 130 (SIGINT)."""
+    job = start(jobs, args_for("early"), tmp_path)
+    time.sleep(0.5)
+    job.send(signal.SIGINT)
+    assert job.wait() in (130, -signal.SIGINT), job.err
+    assert "Traceback" not in job.err and job.err.strip().splitlines()[-1] == "interrupted"
+
+
 def test_signal_during_the_final_evaluation_stops_it(reference, args_for, tmp_path, jobs):
     """After the last step there is no step to finish: SIGTERM ends the test pass at once with
     143 and says so; --resume latest then writes the report."""
