@@ -96,7 +96,7 @@ class Run:
     test_loader: torch.utils.data.DataLoader
     total_steps: int
     warmup_steps: int
-    run_dir: Path  # checkpoints/<run-name>
+    ckpt_dir: Path  # checkpoints/<run-name>: checkpoints, models, metrics (TensorBoard: runs/)
     logger: RunLogger
     val_texts: list[str] = field(default_factory=list)  # for misclassified examples in TB
     test_raw: Any = None  # the test reviews as text, for the report's confident mistakes
@@ -181,12 +181,12 @@ def setup_model(cfg: TrainConfig, device: torch.device, names: tuple[str, ...] |
 
 def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
     """Create (or, on resume, reuse) runs/<name> and checkpoints/<name>; refuse to overwrite."""
-    run_dir = Path(cfg.checkpoint_dir) / cfg.run_name
+    ckpt_dir = Path(cfg.checkpoint_dir) / cfg.run_name
     log_dir = Path(cfg.runs_dir) / cfg.run_name
-    if not resuming and (ckpt.step_checkpoints(run_dir) or (run_dir / "metrics.json").exists()):
+    if not resuming and (ckpt.step_checkpoints(ckpt_dir) or (ckpt_dir / "metrics.json").exists()):
         fail(f"run {cfg.run_name} already exists in {cfg.checkpoint_dir}: pass --resume latest "
              "to continue it, or a new --run-name")
-    for folder, flag in ((run_dir, "--checkpoint-dir"), (log_dir, "--runs-dir")):
+    for folder, flag in ((ckpt_dir, "--checkpoint-dir"), (log_dir, "--runs-dir")):
         try:
             folder.mkdir(parents=True, exist_ok=True)
             probe = folder / f".write-test-{os.getpid()}"
@@ -194,7 +194,7 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
             probe.unlink()
         except OSError as exc:
             fail(f"cannot write to {folder} ({exc.strerror}): pass a writable {flag}")
-    return run_dir, log_dir
+    return ckpt_dir, log_dir
 
 
 def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
@@ -229,7 +229,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
         progress = Progress(**resume_state["progress"])
         ckpt.set_rng_state(resume_state["rng"])
 
-    run_dir, log_dir = setup_run_dirs(cfg, resume_state is not None)
+    ckpt_dir, log_dir = setup_run_dirs(cfg, resume_state is not None)
     if cfg.compile:
         model = torch.compile(model, dynamic=False)
     if dist.enabled:
@@ -238,11 +238,14 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
                                                           broadcast_buffers=False)
     logger = RunLogger(log_dir if dist.is_main else None,
                        purge_step=progress.step + 1 if resume_state is not None else None)
-    run = Run(cfg, dist, device, precision, tokenizer, model, optimizer, scaler, sampler,
-              train_loader, eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
-              eval_loader(test_ds, cfg, collate, dist), total,
-              round(cfg.warmup_ratio * total), run_dir, logger, val_texts, test_raw,
-              label_names=list(labels.names), test_split=splits.test_split,
+    run = Run(cfg=cfg, dist=dist, device=device, precision=precision, tokenizer=tokenizer,
+              model=model, optimizer=optimizer, scaler=scaler, sampler=sampler,
+              train_loader=train_loader,
+              val_loader=eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
+              test_loader=eval_loader(test_ds, cfg, collate, dist), total_steps=total,
+              warmup_steps=round(cfg.warmup_ratio * total), ckpt_dir=ckpt_dir, logger=logger,
+              val_texts=val_texts, test_raw=test_raw, label_names=list(labels.names),
+              test_split=splits.test_split,
               class_weights=None if weights is None else
               torch.tensor(weights, dtype=torch.float32, device=device))
     return run, progress
@@ -251,7 +254,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
 # ---------------------------------------------------------------- checkpoints of a run
 def save_state(run: Run, progress: Progress) -> Path | None:
     """Rank 0 writes checkpoints/<run>/step-N atomically, then prunes old ones."""
-    folder = run.run_dir / f"{ckpt.STEP_PREFIX}{progress.step}"
+    folder = run.ckpt_dir / f"{ckpt.STEP_PREFIX}{progress.step}"
     if run.dist.is_main:
         state = {
             "model": unwrap(run.model).state_dict(),
@@ -261,16 +264,15 @@ def save_state(run: Run, progress: Progress) -> Path | None:
             "rng": ckpt.rng_state(),
             "config": run.cfg.to_dict(),
             "world_size": run.dist.world_size,
-            "sampler": {"epoch": progress.epoch, "position": progress.batch_in_epoch},
         }
         try:
             ckpt.save_checkpoint(folder, state)
         except OSError as exc:
-            prev = ckpt.step_checkpoints(run.run_dir)
+            prev = ckpt.step_checkpoints(run.ckpt_dir)
             fail(f"saving checkpoint {folder} failed ({exc.strerror or exc}): free disk space "
                  f"or pass another --checkpoint-dir; the previous checkpoint "
                  f"{prev[-1] if prev else '(none)'} is intact")
-        ckpt.prune(run.run_dir, run.cfg.keep_last)
+        ckpt.prune(run.ckpt_dir, run.cfg.keep_last)
     D.barrier()
     return folder
 
@@ -363,7 +365,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
                                     skip_nonfinite=cfg.skip_nonfinite, all_reduce=reduce,
                                     class_weights=run.class_weights)
             except NonFiniteError as exc:
-                last = ckpt.step_checkpoints(run.run_dir)
+                last = ckpt.step_checkpoints(run.ckpt_dir)
                 fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr or "
                      f"check the data, or pass --skip-nonfinite; the last good checkpoint "
                      f"{last[-1] if last else '(none)'} is intact")
@@ -398,7 +400,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
                 metrics = validate(run, run.val_loader, progress.step).metrics
                 if metrics["accuracy"] > progress.best_metric:
                     progress.best_metric, progress.best_step = metrics["accuracy"], progress.step
-                    save_model(run, run.run_dir / "best", {"val": metrics,
+                    save_model(run, run.ckpt_dir / "best", {"val": metrics,
                                                            "step": progress.step})
                 run.model.train()
             stop = run.stop_signal is not None or hooks.stop_after_step == progress.step
@@ -427,7 +429,7 @@ def _install_signal_handlers(run: Run) -> dict:
         if run.stop_signal is not None or run.phase != "train":
             if run.phase != "train":
                 say(run.dist, f"\n{name}: stopping the final evaluation; the trained model is "
-                              f"in {run.run_dir / 'final'}: --resume latest reports on test")
+                              f"in {run.ckpt_dir / 'final'}: --resume latest reports on test")
             sys.exit(128 + signum)
         run.stop_signal = signum
         say(run.dist, f"\n{name}: finishing this step and saving a checkpoint (again to quit "
@@ -469,7 +471,7 @@ def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
            resume_state: dict | None, hooks: Hooks) -> dict[str, Any]:
     run, progress = build_run(cfg, dist, device, resume_state)
     if dist.is_main:
-        (run.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        (run.ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         run.logger.config(cfg.to_dict(), progress.step)
     say(dist, f"run {cfg.run_name}: {len(run.sampler.lengths)} train reviews, "
               f"{run.total_steps} steps, {run.precision} on {device}, "
@@ -484,7 +486,7 @@ def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
             run.logger.flush()
         if not finished:
             run.logger.close()
-            say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.run_dir}: "
+            say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.ckpt_dir}: "
                       "continue with --resume latest")
             code = 128 + (run.stop_signal or signal.SIGTERM)
             return {"interrupted": True, "step": progress.step, "exit_code": code,
@@ -517,8 +519,8 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     from bertsent.report import write_report  # matplotlib: only once the run is done
 
     cfg = run.cfg
-    save_model(run, run.run_dir / "final", {"step": progress.step})
-    best_dir = run.run_dir / ("best" if progress.best_step >= 0 else "final")
+    save_model(run, run.ckpt_dir / "final", {"step": progress.step})
+    best_dir = run.ckpt_dir / ("best" if progress.best_step >= 0 else "final")
     D.barrier()
     best = load_model(str(best_dir), cfg.num_labels).to(run.device)
     unwrap(run.model).load_state_dict(best.state_dict())
@@ -550,11 +552,11 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "settings": {k: cfg.to_dict()[k] for k in RESULT_SETTINGS},
     }
     if run.dist.is_main:
-        (run.run_dir / "metrics.json").write_text(strict_json(result, indent=2))
+        (run.ckpt_dir / "metrics.json").write_text(strict_json(result, indent=2))
         try:
-            write_report(str(run.run_dir / "report"), test, run.test_raw["text"], result)
+            write_report(str(run.ckpt_dir / "report"), test, run.test_raw["text"], result)
         except Exception as exc:  # noqa: BLE001 - the scores are saved; pictures are extra
-            say(run.dist, f"warning: the report in {run.run_dir / 'report'} was not written "
+            say(run.dist, f"warning: the report in {run.ckpt_dir / 'report'} was not written "
                           f"({type(exc).__name__}: {exc}); metrics.json is complete")
         run.logger.hparams(cfg.to_dict(), {**metrics, "val_accuracy": result["val_accuracy"]
                                            or 0.0})
