@@ -146,3 +146,19 @@ def test_curves_are_drawn_from_the_tensorboard_log(tiny_config, tmp_path, capsys
     assert out.read_bytes()[:4] == b"\x89PNG"
     assert main([str(tmp_path), "--out", str(out)]) == 2  # not a run's log folder
     assert "error: " in capsys.readouterr().err
+
+
+def test_a_model_with_non_finite_weights_is_never_exported(tiny_model_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from transformers import AutoModelForSequenceClassification
+
+    from bertsent.train import save_model
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
+    with torch.no_grad():
+        model.classifier.weight[0, 0] = float("nan")
+    run = SimpleNamespace(dist=SimpleNamespace(is_main=True), model=model)
+    with pytest.raises(UserError, match="non-finite weights .*classifier.weight"):
+        save_model(run, tmp_path / "final", {})
+    assert not (tmp_path / "final").exists()
