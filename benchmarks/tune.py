@@ -9,7 +9,8 @@ the slice depends on the seed only, not on the other settings). The test split i
     python benchmarks/tune.py --only 512 512-2ep --out /tmp/t.json      # a few of them
 
 Variants run one after the other, each in its own process (one training at a time on a small
-CPU); a variant whose run already finished is read back, not trained again.
+CPU); a variant whose run already finished is read back, not trained again, and one that was
+interrupted is resumed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def run_variant(name: str, flags: list[str], args: argparse.Namespace) -> dict:
         cmd = [sys.executable, "-m", "bertsent.train", "--model", args.model, "--data", args.data,
                "--run-name", run_name, "--checkpoint-dir", args.checkpoint_dir,
                "--runs-dir", args.runs_dir, *PROXY, *flags]
+        if list((Path(args.checkpoint_dir) / run_name).glob("step-*")):
+            cmd += ["--resume", "latest"]  # an interrupted variant continues where it stopped
         print("$", " ".join(cmd), file=sys.stderr, flush=True)
         start = time.time()
         subprocess.run(cmd, check=True)
