@@ -346,17 +346,6 @@ def spawn(name: str, setup: Setup) -> dict[str, Any]:
         return json.loads(path.read_text())
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def fmt(value: Any, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
@@ -454,10 +443,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from bertsent.runtime import device_name
+
     if setup.threads:
         torch.set_num_threads(setup.threads)
     machine: dict[str, Any] = {
-        "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": device_name(torch.device("cpu")), "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__,
         "python": platform.python_version(), "loadavg_start": os.getloadavg(),
         "fp32_gflops": matmul_gflops("float32"), "bf16_gflops": matmul_gflops("bfloat16")}

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.card import model_card
-from bertsent.config import TrainConfig, parse_overrides
+from bertsent.config import TrainConfig, check_output_folder, parse_overrides
 from bertsent.data import (
     Collator,
     EncodedDataset,
@@ -186,14 +186,8 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
     if not resuming and (ckpt.step_checkpoints(ckpt_dir) or (ckpt_dir / "metrics.json").exists()):
         fail(f"run {cfg.run_name} already exists in {cfg.checkpoint_dir}: pass --resume latest "
              "to continue it, or a new --run-name")
-    for folder, flag in ((ckpt_dir, "--checkpoint-dir"), (log_dir, "--runs-dir")):
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as exc:
-            fail(f"cannot write to {folder} ({exc.strerror}): pass a writable {flag}")
+    check_output_folder(str(ckpt_dir), "--checkpoint-dir")
+    check_output_folder(str(log_dir), "--runs-dir")
     return ckpt_dir, log_dir
 
 
