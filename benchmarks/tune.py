@@ -29,7 +29,6 @@ VARIANTS = {
     "512": ["--max-length", "512"],
     "512-2ep": ["--max-length", "512", "--epochs", "2"],
     "512-llrd0.9": ["--max-length", "512", "--lr", "1.5e-4", "--layer-lr-decay", "0.9"],
-    "512-lr5e-5": ["--max-length", "512", "--lr", "5e-5"],
 }
 
 
