@@ -519,7 +519,9 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     best = load_model(str(best_dir), cfg.num_labels).to(run.device)
     unwrap(run.model).load_state_dict(best.state_dict())
     del best
+    test_start = time.perf_counter()
     test = validate(run, run.test_loader, progress.step, prefix="test")
+    test_seconds = time.perf_counter() - test_start
     metrics = {k: test.metrics[k] for k in ("accuracy", "f1", "precision", "recall", "loss",
                                             "f1_macro", "f1_weighted", "mae")
                if k in test.metrics}
@@ -537,6 +539,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "steps": progress.step,
         "train_samples_per_second": progress.samples_seen / max(progress.train_seconds, 1e-9),
         "train_seconds": progress.train_seconds,
+        "test_seconds": test_seconds,
         "skipped_steps": progress.skipped_steps,
         "precision_mode": run.precision,
         "device_name": device_name(run.device),

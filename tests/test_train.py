@@ -24,6 +24,7 @@ def test_training_run_writes_everything(tiny_config, tmp_path):
     saved = json.loads((run_dir / "metrics.json").read_text())
     assert saved["accuracy"] == result["accuracy"] and saved["best_model_dir"].endswith("best")
     assert 0 <= saved["expected_calibration_error"] <= 1 and saved["train_samples"] == 96
+    assert saved["test_seconds"] > 0 and saved["device_name"]
     assert saved["settings"]["max_length"] == 48 and saved["settings"]["model"] == \
         tiny_config["model"]
     report = json.loads((run_dir / "report" / "metrics.json").read_text())
