@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from bertsent.errors import fail
 from bertsent.metrics import compute_metrics
 from bertsent.optim import set_lr
 from bertsent.runtime import AutocastFactory
+from bertsent.tracking import Meter
 
 
 @dataclass
@@ -128,16 +129,21 @@ class EvalResult:
 def predict_logits(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
                    device: torch.device,
                    autocast: AutocastFactory = contextlib.nullcontext,
-                   max_batches: int | None = None, desc: str = "eval"
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Logits, labels and dataset indices for every batch of the loader (this rank's share)."""
+                   max_batches: int | None = None, desc: str = "eval", show: bool = True,
+                   progress_every: float = 60.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Logits, labels and dataset indices for every batch of the loader (this rank's share),
+    with a progress bar, or plain progress lines in a log (`show`: this process shows it)."""
     was_training = model.training
     model.eval()
     logits, labels, indices = [], [], []
-    total = len(loader) if hasattr(loader, "__len__") else None
-    if max_batches is not None and total is not None:
-        total = min(total, max_batches)
-    for i, batch in enumerate(tqdm(loader, desc=desc, total=total, disable=None, leave=False)):
+    batches = list(getattr(getattr(loader, "batch_sampler", None), "batches", []))
+    if max_batches is not None:
+        batches = batches[:max_batches]
+    total = sum(len(b) for b in batches)
+    meter = Meter(total, desc, unit="review", every=progress_every, enabled=show and total > 0,
+                  leave=False)
+    start, done = time.perf_counter(), 0
+    for i, batch in enumerate(loader):
         if max_batches is not None and i >= max_batches:
             break
         with out_of_memory_is_one_line(batch["input_ids"].shape):
@@ -145,6 +151,10 @@ def predict_logits(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tens
         logits.append(out.cpu().numpy())
         labels.append(batch["labels"].numpy())
         indices.append(batch["index"].numpy())
+        done += len(batch["index"])
+        meter.update(min(done, total),
+                     f"{done / max(time.perf_counter() - start, 1e-9):.1f} reviews/s")
+    meter.close()
     model.train(was_training)
     if not logits:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -156,13 +166,15 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
              autocast: AutocastFactory = contextlib.nullcontext,
              max_batches: int | None = None, desc: str = "eval",
              gather: Callable[[tuple], list[tuple]] | None = None,
-             names: list[str] | None = None) -> EvalResult:
+             names: list[str] | None = None, show: bool = True,
+             progress_every: float = 60.0) -> EvalResult:
     """Run the model over the loader in inference mode and score the whole set at once.
 
     Under data parallelism `gather` collects every rank's (logits, labels, indices); rows are
     put back in dataset order and each index is counted exactly once.
     """
-    logits, labels, indices = predict_logits(model, loader, device, autocast, max_batches, desc)
+    logits, labels, indices = predict_logits(model, loader, device, autocast, max_batches, desc,
+                                             show, progress_every)
     if gather is not None:
         parts = [p for p in gather((logits, labels, indices)) if len(p[2])]
         logits = np.concatenate([p[0] for p in parts])

@@ -11,6 +11,15 @@ class UserError(Exception):
     """A problem with what the user asked for; the message names the problem and the fix."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A signal other than Ctrl-C (SIGTERM) that stops a run before it has anything to save;
+    raised like Ctrl-C, so cleanup code (temporary files, locks) runs on the way out."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
 def fail(message: str) -> NoReturn:
     raise UserError(message)
 
@@ -25,6 +34,6 @@ def run_cli(entry: Callable[[], int | None]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(str(exc) or "interrupted", file=sys.stderr)
+        return 128 + getattr(exc, "signum", 2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
              "--run-name or pass that run's name")
     saved = state["config"]
     merged = {**saved, **overrides, "run_name": run_folder.name,
-              "checkpoint_dir": str(run_folder.parent)}
+              "checkpoint_dir": same_or_relative(cfg.checkpoint_dir, run_folder.parent)}
     cfg = from_mapping(merged).validate()
     saved_world, world = state.get("world_size", 1), D.world_size_from_env()
     check_compatible(saved, saved_world, cfg, world)
@@ -96,9 +97,19 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
         except (OSError, ValueError):
             metrics = {}
         raise RunFinished(run_folder, metrics)
-    if D.is_main_env():
-        print(f"resuming run {cfg.run_name} in {run_folder} from {folder.name} (step "
-              f"{state['progress']['step']}"
-              + (f"; written by {saved_world} processes, resumed by {world}"
-                 if saved_world != world else "") + ")", file=sys.stderr)
+    state["resumed_from"] = (f"resuming run {cfg.run_name} in {run_folder} from {folder.name} "
+                             f"(step {state['progress']['step']}"
+                             + (f"; written by {saved_world} processes, resumed by {world}"
+                                if saved_world != world else "") + ")")  # said once checked
     return cfg, state
+
+
+def same_or_relative(given: str, folder: Path) -> str:
+    """The checkpoint root as the user wrote it when it is that folder, else relative to the
+    working directory: config files and results then hold no machine's absolute path."""
+    if Path(given).expanduser().resolve() == folder.resolve():
+        return given
+    try:
+        return os.path.relpath(folder)
+    except ValueError:  # another drive (Windows): no relative path exists
+        return str(folder)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
 
 
 class RunLogger:
@@ -19,6 +19,8 @@ class RunLogger:
     """
 
     def __init__(self, log_dir: Path | None, purge_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter  # only where a log is written
+
         self.writer = SummaryWriter(str(log_dir), purge_step=purge_step) if log_dir else None
 
     def scalars(self, prefix: str, values: dict[str, float], step: int) -> None:
@@ -68,30 +70,43 @@ def format_duration(seconds: float) -> str:
         f"{rest // 60}:{rest % 60:02d}"
 
 
-class PlainProgress:
-    """One progress line every `every` seconds, for logs that are not a terminal.
+class Meter:
+    """A loop's progress behind one call per step: a tqdm bar on a terminal, and plain lines
+    every `every` seconds where stderr is not one.
 
     tqdm draws nothing when stderr is redirected (nohup, a batch scheduler, CI), which would
-    leave an hour-long run silent; this prints what the bar would show, as plain lines. The ETA
-    is wall-clock time per step since this process started training, evaluations and
-    checkpoints included.
+    leave an hour-long run, or a 25,000-review test pass, silent; the plain line prints what the
+    bar would show. The ETA is wall-clock time per unit since this meter started, evaluations
+    and checkpoints included.
     """
 
-    def __init__(self, total: int, every: float, enabled: bool, start_step: int = 0,
-                 clock=time.monotonic):
-        self.total, self.every, self.clock = total, every, clock
-        self.enabled = enabled and every > 0
-        self.start_step, self.start = start_step, clock()
-        self.last = self.start
+    def __init__(self, total: int, desc: str, *, unit: str = "step", every: float = 60.0,
+                 enabled: bool = True, initial: int = 0, leave: bool = True,
+                 terminal: bool | None = None, clock=time.monotonic):
+        terminal = sys.stderr.isatty() if terminal is None else terminal
+        self.total, self.desc, self.every, self.clock = total, desc, every, clock
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit=unit, leave=leave,
+                        dynamic_ncols=True, disable=not (enabled and terminal))
+        self.plain = enabled and not terminal and every > 0
+        self.initial = self.done = initial
+        self.start = self.last = clock()
 
-    def line(self, step: int, loss: float, samples_per_second: float) -> str:
-        per_step = (self.clock() - self.start) / max(step - self.start_step, 1)
-        eta = format_duration((self.total - step) * per_step)
-        return (f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%) "
-                f"loss {loss:.4f} {samples_per_second:.1f} samples/s eta {eta}")
+    def line(self, *shown: str) -> str:
+        per_unit = (self.clock() - self.start) / max(self.done - self.initial, 1)
+        eta = format_duration((self.total - self.done) * per_unit)
+        return " ".join([f"{self.desc} {self.done}/{self.total} "
+                         f"({100 * self.done / max(self.total, 1):.1f}%)", *shown, f"eta {eta}"])
 
-    def update(self, step: int, loss: float, samples_per_second: float) -> None:
+    def update(self, done: int, *shown: str) -> None:
+        """Move to `done` units; `shown` are short 'name value' strings (loss, speed)."""
+        self.bar.update(done - self.done)
+        if shown:
+            self.bar.set_postfix_str(", ".join(shown), refresh=False)
+        self.done = done
         now = self.clock()
-        if self.enabled and (now - self.last >= self.every or step >= self.total):
+        if self.plain and (now - self.last >= self.every or done >= self.total):
             self.last = now
-            print(self.line(step, loss, samples_per_second), file=sys.stderr, flush=True)
+            print(self.line(*shown), file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()

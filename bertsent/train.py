@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shlex
 import signal
 import sys
 import time
@@ -14,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
@@ -32,7 +32,7 @@ from bertsent.data import (
     tokenize,
 )
 from bertsent.engine import EvalResult, NonFiniteError, evaluate, to_device, train_step
-from bertsent.errors import fail, run_cli
+from bertsent.errors import Interrupted, fail, run_cli
 from bertsent.labels import LabelMap, class_weights
 from bertsent.metrics import (
     confident_mistakes,
@@ -52,7 +52,7 @@ from bertsent.runtime import (
     seed_everything,
 )
 from bertsent.sampling import EvalBatchSampler, TrainBatchSampler
-from bertsent.tracking import PlainProgress, RunLogger
+from bertsent.tracking import Meter, RunLogger
 
 
 @dataclass
@@ -102,10 +102,14 @@ class Run:
     test_raw: Any = None  # the test reviews as text, for the report's confident mistakes
     history: list[tuple[int, float]] = field(default_factory=list)
     stop_signal: int | None = None
-    label_names: list[str] = field(default_factory=list)  # class id -> name
+    labels: LabelMap = field(default_factory=lambda: LabelMap.identity(2))  # ids <-> names
     class_weights: torch.Tensor | None = None  # per-class loss weights (--class-weights)
     test_split: str = "test"  # the split reported on: "validation" when test has no labels
-    phase: str = "train"  # "test" once training is done: a signal then stops the report
+    phase: str = "train"  # then "export" (writing final/) and "test": a signal stops those
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.labels.names)
 
 
 def say(dist: D.DistInfo, message: str) -> None:
@@ -114,31 +118,45 @@ def say(dist: D.DistInfo, message: str) -> None:
 
 
 # ---------------------------------------------------------------- setup
-def setup_labels(cfg: TrainConfig, dist: D.DistInfo) -> tuple[Splits, LabelMap]:
+def setup_labels(cfg: TrainConfig, dist: D.DistInfo, saved: dict | None = None
+                 ) -> tuple[Splits, LabelMap]:
     """Read the data, decide which split does what, check it, and map its labels to class ids.
 
     The classes come from the whole train split (not the --train-samples subset, so they do
-    not change with it) and are written back into cfg (num_labels, and labels when they are
-    not plain ids): config.json and every checkpoint record them, and a resume maps the same.
+    not change with it). A resumed run takes them from its checkpoint (`saved`), exactly as
+    they were, and only checks that the data still maps onto them; cfg keeps what the user gave.
     """
     splits = pick_splits(load_raw(cfg.data), cfg.data, cfg.label_column)
     if splits.note:
         say(dist, splits.note + (f"; model selection uses {cfg.val_samples} reviews carved "
                                  "from train" if cfg.val_samples else ""))
-    train = check_split(splits.train, "train", cfg.text_column, cfg.label_column)
-    labels = LabelMap.from_column(train.data.column("label"), cfg.labels, cfg.num_labels)
-    cfg.num_labels = labels.num_labels
-    if not labels.by_id:
-        cfg.labels = list(labels.names)
+    train_split = check_split(splits.train, "train", cfg.text_column, cfg.label_column)
+    if saved is not None:
+        labels = LabelMap(names=tuple(saved["names"]), by_id=bool(saved["by_id"]))
+    else:
+        labels = LabelMap.from_column(train_split.data.column("label"), cfg.labels,
+                                      cfg.num_labels)
 
     def ready(ds, name: str):
         return apply_labels(check_split(ds, name, cfg.text_column, cfg.label_column), labels,
                             name)
 
     valid = splits.validation
-    return Splits(apply_labels(train, labels, "train"), ready(splits.test, splits.test_split),
+    return Splits(apply_labels(train_split, labels, "train"),
+                  ready(splits.test, splits.test_split),
                   ready(valid, "validation") if valid is not None else None,
                   splits.test_split, splits.note), labels
+
+
+def saved_labels(state: dict) -> dict:
+    """The class map a checkpoint was trained with. Checkpoints written before the map had an
+    entry of its own kept it in their config (num_labels, and labels when not plain ids)."""
+    if "labels" in state:
+        return state["labels"]
+    config = state["config"]
+    if config.get("labels"):
+        return {"names": list(config["labels"]), "by_id": False}
+    return {"names": list(LabelMap.identity(config["num_labels"]).names), "by_id": True}
 
 
 def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
@@ -170,9 +188,9 @@ def eval_loader(ds: EncodedDataset, cfg: TrainConfig, collate: Collator, dist: D
                                        generator=torch.Generator())  # not the global RNG
 
 
-def setup_model(cfg: TrainConfig, device: torch.device, names: tuple[str, ...] | None = None):
+def setup_model(cfg: TrainConfig, device: torch.device, labels: LabelMap):
     tokenizer = load_tokenizer(cfg.model)
-    model = load_model(cfg.model, cfg.num_labels, cfg.dropout, names)
+    model = load_model(cfg.model, labels.num_labels, cfg.dropout, labels.names)
     check_max_length(model, cfg.max_length, cfg.model)
     if cfg.freeze_embeddings:
         unwrap(model).get_input_embeddings().weight.requires_grad_(False)
@@ -194,11 +212,12 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
 def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
               resume_state: dict | None) -> tuple[Run, Progress]:
     precision = pick_precision(cfg.precision, device)
-    splits, labels = setup_labels(cfg, dist)  # the model's head needs the number of classes
+    splits, labels = setup_labels(cfg, dist, None if resume_state is None
+                                  else saved_labels(resume_state))  # the head needs the classes
     seed_everything(cfg.seed)  # the classifier head's init depends on it
-    tokenizer, model = setup_model(cfg, device, labels.names)
+    tokenizer, model = setup_model(cfg, device, labels)
     train_ds, val_ds, test_ds, val_texts, test_raw = setup_data(cfg, tokenizer, dist, splits)
-    weights = class_weights(train_ds.labels, cfg.num_labels, cfg.class_weights)
+    weights = class_weights(train_ds.labels, labels.num_labels, cfg.class_weights)
     collate = Collator(tokenizer.pad_token_id or 0, 64 if cfg.compile else 8, cfg.max_length)
     sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
                                 group_by_length=cfg.group_by_length,
@@ -238,7 +257,7 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
               val_loader=eval_loader(val_ds, cfg, collate, dist) if val_ds else None,
               test_loader=eval_loader(test_ds, cfg, collate, dist), total_steps=total,
               warmup_steps=round(cfg.warmup_ratio * total), ckpt_dir=ckpt_dir, logger=logger,
-              val_texts=val_texts, test_raw=test_raw, label_names=list(labels.names),
+              val_texts=val_texts, test_raw=test_raw, labels=labels,
               test_split=splits.test_split,
               class_weights=None if weights is None else
               torch.tensor(weights, dtype=torch.float32, device=device))
@@ -257,6 +276,7 @@ def save_state(run: Run, progress: Progress) -> Path | None:
             "progress": asdict(progress),
             "rng": ckpt.rng_state(),
             "config": run.cfg.to_dict(),
+            "labels": {"names": list(run.labels.names), "by_id": run.labels.by_id},
             "world_size": run.dist.world_size,
         }
         try:
@@ -303,14 +323,15 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
     # Ranks hold different numbers of eval batches: run the module inside DDP, whose forward
     # would otherwise wait for the other ranks.
     model = run.model.module if run.dist.enabled else run.model
-    result = evaluate(model, loader, run.device, num_labels=run.cfg.num_labels,
+    result = evaluate(model, loader, run.device, num_labels=run.labels.num_labels,
                       autocast=autocast_for(run.precision, run.device),
                       max_batches=max_batches, desc=prefix, gather=gather,
-                      names=run.label_names or None)
+                      names=run.label_names, show=run.dist.is_main,
+                      progress_every=run.cfg.progress_every)
     if max_batches is None:
         run.logger.scalars(prefix, result.metrics, step)
         probs = softmax(result.logits) if len(result.labels) else None
-        if run.cfg.num_labels == 2 and probs is not None:
+        if run.labels.num_labels == 2 and probs is not None:
             run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs[:, 1], step)
         elif probs is not None:  # one-vs-rest, one curve and one F1 per class
             for i, name in enumerate(run.label_names):
@@ -325,7 +346,7 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
 
 def misclassified(run: Run, result: EvalResult, probs: np.ndarray, k: int = 5) -> str:
     """A few validation reviews the model got wrong, surest first (markdown for TensorBoard)."""
-    names = unwrap(run.model).config.id2label
+    names = run.labels.names
     lines = [f"**true {names[int(result.labels[i])]}, p={probs[i].max():.3f}**: "
              f"{run.val_texts[int(result.indices[i])][:400]}"
              for i in confident_mistakes(result.labels, probs, k)]
@@ -336,12 +357,9 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     """Train until the planned steps are done; False if stopped early by a signal or hook."""
     cfg, autocast = run.cfg, autocast_for(run.precision, run.device)
     reduce = D.all_reduce_sum if run.dist.enabled else None
-    bar = tqdm(total=run.total_steps, initial=progress.step, desc="train", disable=None
-               if run.dist.is_main else True, dynamic_ncols=True)
-    plain = PlainProgress(run.total_steps, cfg.progress_every,
-                          enabled=run.dist.is_main and bar.disable, start_step=progress.step)
+    meter = Meter(run.total_steps, "step", every=cfg.progress_every, enabled=run.dist.is_main,
+                  initial=progress.step)
     run.model.train()
-    shown_loss = math.nan  # the mean loss of the last logged window
     while progress.step < run.total_steps:
         run.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
         sizes = [len(b) for b in run.sampler.global_batches()]
@@ -378,17 +396,16 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
             done = progress.step >= run.total_steps
             log_now = progress.step % cfg.log_every == 0 if cfg.log_every else False
             sps = progress.samples_seen / max(progress.train_seconds, 1e-9)
+            # the mean loss of the window so far: what the next logged point will show
+            window_loss = progress.loss_sum / max(progress.loss_steps, 1)
             if (log_now or done) and progress.loss_steps:
-                shown_loss = progress.loss_sum / progress.loss_steps
                 progress.loss_sum, progress.loss_steps = 0.0, 0
-                run.logger.scalars("train", {"loss": shown_loss, "lr": lr,
+                run.logger.scalars("train", {"loss": window_loss, "lr": lr,
                                              "grad_norm": result.grad_norm,
                                              "samples_per_second": sps,
                                              "skipped_steps": progress.skipped_steps},
                                    progress.step)
-                bar.set_postfix(loss=f"{shown_loss:.4f}", lr=f"{lr:.2e}", sps=f"{sps:.1f}")
-            bar.update(1)
-            plain.update(progress.step, shown_loss, sps)
+            meter.update(progress.step, f"loss {window_loss:.4f}", f"{sps:.1f} samples/s")
             if run.val_loader is not None and (epoch_end or done or (
                     cfg.eval_every and progress.step % cfg.eval_every == 0)):
                 metrics = validate(run, run.val_loader, progress.step).metrics
@@ -404,26 +421,40 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
                                              == 0):
                 save_state(run, progress)
             if stop:
-                bar.close()
+                meter.close()
                 return False
             if epoch_end:
                 break  # the next epoch gets a new order and a new iterator
-    bar.close()
+    meter.close()
     return True
 
 
 # ---------------------------------------------------------------- entry points
+def resume_command(cfg: TrainConfig) -> str:
+    """The whole command that continues this run (`--resume latest` alone would pick the newest
+    run of the checkpoint root, which may be another one)."""
+    where = "" if cfg.checkpoint_dir == TrainConfig.checkpoint_dir else \
+        f" --checkpoint-dir {shlex.quote(cfg.checkpoint_dir)}"
+    return (f"python -m bertsent.train --resume latest --run-name {shlex.quote(cfg.run_name)}"
+            f"{where}")
+
+
 def _install_signal_handlers(run: Run) -> dict:
     """While training, the first SIGINT/SIGTERM finishes the step, checkpoints and exits; a
-    second exits at once (safe: checkpoints are written atomically). During the final test
-    evaluation there is no step to finish: a signal ends the run at once, the trained model
-    already saved. Returns the previous handlers, restored when train() returns."""
+    second exits at once (safe: checkpoints are written atomically). Once the steps are done
+    there is no step to finish: a signal while the final model is written or during the test
+    pass ends the run at once (the last checkpoint, or final/, is intact). Returns the previous
+    handlers, restored when train() returns."""
     def handler(signum, frame):
         name = signal.Signals(signum).name
+        if run.phase == "export":
+            say(run.dist, f"\n{name}: stopping while the final model is written; the last "
+                          f"checkpoint in {run.ckpt_dir} is intact: {resume_command(run.cfg)} "
+                          "writes it and reports on test")
+        elif run.phase == "test":
+            say(run.dist, f"\n{name}: stopping the final evaluation; the trained model is in "
+                          f"{run.ckpt_dir / 'final'}: {resume_command(run.cfg)} reports on test")
         if run.stop_signal is not None or run.phase != "train":
-            if run.phase != "train":
-                say(run.dist, f"\n{name}: stopping the final evaluation; the trained model is "
-                              f"in {run.ckpt_dir / 'final'}: --resume latest reports on test")
             sys.exit(128 + signum)
         run.stop_signal = signum
         say(run.dist, f"\n{name}: finishing this step and saving a checkpoint (again to quit "
@@ -438,6 +469,21 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
         stop = os.environ.get("BERTSENT_STOP_AFTER_STEP")
         hooks = Hooks(stop_after_step=int(stop) if stop else None)
     overrides = cfg if isinstance(cfg, dict) else cfg.to_dict()
+    previous = signal.signal(signal.SIGTERM, _stopped_during_start_up)
+    try:
+        return _start(overrides, hooks)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped_during_start_up(signum, frame):
+    """SIGTERM before training starts: nothing to save yet; unwind like Ctrl-C, so that a
+    half-written tokenisation cache file and the run lock are cleaned up on the way out."""
+    raise Interrupted(signum, f"interrupted ({signal.Signals(signum).name}) during start-up: "
+                              "nothing was saved; run the same command again")
+
+
+def _start(overrides: dict[str, Any], hooks: Hooks) -> dict[str, Any]:
     try:
         cfg, resume_state = resolve_resume(overrides)
     except RunFinished as done:
@@ -464,6 +510,8 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
 def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
            resume_state: dict | None, hooks: Hooks) -> dict[str, Any]:
     run, progress = build_run(cfg, dist, device, resume_state)
+    if resume_state is not None:
+        say(dist, resume_state["resumed_from"])  # once every check has passed
     if dist.is_main:
         (run.ckpt_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         run.logger.config(cfg.to_dict(), progress.step)
@@ -481,11 +529,11 @@ def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device,
         if not finished:
             run.logger.close()
             say(dist, f"stopped at step {progress.step}; checkpoint saved in {run.ckpt_dir}: "
-                      "continue with --resume latest")
+                      f"continue with {resume_command(cfg)}")
             code = 128 + (run.stop_signal or signal.SIGTERM)
             return {"interrupted": True, "step": progress.step, "exit_code": code,
                     "history": run.history, "run_name": cfg.run_name}
-        run.phase = "test"
+        run.phase = "export"
         return finish(run, progress)
     finally:
         for sig, handler in previous.items():
@@ -514,9 +562,11 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
 
     cfg = run.cfg
     save_model(run, run.ckpt_dir / "final", {"step": progress.step})
+    run.phase = "test"
     best_dir = run.ckpt_dir / ("best" if progress.best_step >= 0 else "final")
     D.barrier()
-    best = load_model(str(best_dir), cfg.num_labels).to(run.device)
+    best = load_model(str(best_dir), run.labels.num_labels, names=run.labels.names
+                      ).to(run.device)
     unwrap(run.model).load_state_dict(best.state_dict())
     del best
     test_start = time.perf_counter()
@@ -545,7 +595,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "device_name": device_name(run.device),
         "world_size": run.dist.world_size,
         "run_name": cfg.run_name,
-        "best_model_dir": str(best_dir),
+        "best_model_dir": best_dir.name,  # inside the run folder: no machine's path
         "settings": {k: cfg.to_dict()[k] for k in RESULT_SETTINGS},
     }
     if run.dist.is_main:

@@ -298,7 +298,8 @@ def test_sigterm_then_sigint_stop_cleanly_and_resume_exactly(reference, args_for
         name = signal.Signals(sig).name
         assert f"{name}: finishing this step and saving a checkpoint" in job.err
         stop = re.findall(r"^stopped at step (\d+); checkpoint saved in (\S+): continue with "
-                          r"--resume latest$", job.err, re.M)
+                          r"python -m bertsent.train --resume latest --run-name stopped "
+                          r"--checkpoint-dir \S+$", job.err, re.M)
         assert len(stop) == 1, job.err
         step = int(stop[0][0])
         assert step % 12 and 0 < step < STEPS  # mid-epoch
