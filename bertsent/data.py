@@ -42,23 +42,70 @@ def _looks_like_path(data: str) -> bool:
     return data.startswith((".", "/", "~")) or data.count("/") != 1 or os.sep in data[:1]
 
 
+def _names(files: list[str], limit: int = 4) -> str:
+    """A few file names for a message (the folder is named once, elsewhere in it)."""
+    names = [Path(f).name for f in files]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit
+                                       else "")
+
+
 def _split_files(folder: Path, split: str) -> tuple[str, list[str]] | None:
-    """The files of one split: `<split>.<ext>`, or shards `<split>-00000-of-00003.<ext>`, at
-    the top of the folder only (a backup/ or old/ folder beside them is never read), in one
-    format; anything else (train.backup.parquet, train_old.csv) is not part of the split."""
-    pattern = re.compile(rf"^{re.escape(split)}(-\d+-of-\d+)?\.({'|'.join(FORMATS)})$")
-    by_ext: dict[str, list[str]] = {}
+    """The files of one split: `<split>.<ext>`, or one complete shard set
+    `<split>-00000-of-00003.<ext>`..`-00002-of-00003`, at the top of the folder only (a backup/
+    or old/ folder beside them is never read), in one format; anything else (train.backup.parquet,
+    train_old.csv) is not part of the split. A single file beside shards, a missing or repeated
+    shard, or shards that disagree on their total would read rows twice or leave some out, so
+    they are refused rather than guessed at."""
+    pattern = re.compile(rf"^{re.escape(split)}(?:-(\d+)-of-(\d+))?\.({'|'.join(FORMATS)})$")
+    by_ext: dict[str, list[tuple[str, re.Match]]] = {}
     for p in sorted(folder.iterdir()):
         match = pattern.match(p.name)
         if match and p.is_file():
-            by_ext.setdefault(match.group(2), []).append(str(p))
+            by_ext.setdefault(match.group(3), []).append((str(p), match))
     if len(by_ext) > 1:
-        names = ", ".join(Path(files[0]).name for files in by_ext.values())
+        names = ", ".join(Path(files[0][0]).name for files in by_ext.values())
         fail(f"data folder {folder} holds the {split} split in several formats ({names}): "
              "keep one of them")
-    for ext, files in by_ext.items():
-        return FORMATS[ext], files
+    for ext, found in by_ext.items():
+        return FORMATS[ext], _one_split(folder, split, found)
     return None
+
+
+def _one_split(folder: Path, split: str, found: list[tuple[str, re.Match]]) -> list[str]:
+    """The files of a split in shard order, once each, or a one-line refusal naming them."""
+    whole = [f for f, m in found if m.group(1) is None]
+    shards = sorted(((int(m.group(1)), int(m.group(2)), f) for f, m in found
+                     if m.group(1) is not None))
+    if whole and shards:
+        fail(f"data folder {folder} holds the {split} split both as {_names(whole)} and as "
+             f"shards ({_names([f for *_, f in shards])}): keep the single file or the shards, "
+             "not both (each row would be read twice)")
+    if whole:
+        return whole
+    totals = sorted({total for _, total, _ in shards})
+    if len(totals) > 1:
+        fail(f"the {split} shards in data folder {folder} disagree on how many there are "
+             f"({_names([f for *_, f in shards])}: -of-{', -of-'.join(map(str, totals))}): "
+             "keep one complete shard set")
+    total, indices = totals[0], [i for i, _, _ in shards]
+    missing = sorted(set(range(total)) - set(indices))
+    twice = sorted({i for i in indices if indices.count(i) > 1})
+    beyond = sorted(i for i in set(indices) if i >= total)
+    problems = [f"{_count_shards(missing)} of {total} missing" if missing else "",
+                f"{_count_shards(twice)} given twice" if twice else "",
+                f"{_count_shards(beyond)} beyond {total - 1}" if beyond else ""]
+    if any(problems):
+        fail(f"the {split} shards in data folder {folder} are not one complete set "
+             f"({_names([f for *_, f in shards])}: {'; '.join(p for p in problems if p)}): "
+             f"give shards 0..{total - 1} once each, or one file")
+    return [f for *_, f in shards]
+
+
+def _count_shards(indices: list[int], limit: int = 5) -> str:
+    """'shard 1' or 'shards 1, 4' for a message."""
+    shown = ", ".join(map(str, indices[:limit])) + (f" and {len(indices) - limit} more"
+                                                    if len(indices) > limit else "")
+    return f"shard{'s' if len(indices) > 1 else ''} {shown}"
 
 
 def _load_aclimdb(folder: Path) -> DatasetDict:
