@@ -12,13 +12,21 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from datasets import Dataset, DatasetDict
 
 from bertsent.errors import fail
 from bertsent.hub import hub_answers
-from bertsent.labels import LabelMap, check_column, is_integer
+from bertsent.labels import (
+    NO_LABEL,
+    LabelMap,
+    as_written,
+    check_column,
+    is_integer,
+    is_string,
+)
 
 # whitespace and the zero-width characters that render as nothing: a text of only these is empty
 BLANK = r"[\s\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]+"
@@ -31,7 +39,6 @@ def is_blank(text: str) -> bool:
 
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
 VALIDATION_SPLITS = ("validation", "val")  # names a data set's own validation split goes by
-UNLABELLED = -1  # what hub datasets put in the label column of a test split they keep hidden
 datasets.disable_progress_bars()
 # a reader's failure is reported as one line of ours; the library's own log of it is noise
 datasets.logging.set_verbosity(datasets.logging.CRITICAL)
@@ -42,23 +49,70 @@ def _looks_like_path(data: str) -> bool:
     return data.startswith((".", "/", "~")) or data.count("/") != 1 or os.sep in data[:1]
 
 
+def _names(files: list[str], limit: int = 4) -> str:
+    """A few file names for a message (the folder is named once, elsewhere in it)."""
+    names = [Path(f).name for f in files]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit
+                                       else "")
+
+
 def _split_files(folder: Path, split: str) -> tuple[str, list[str]] | None:
-    """The files of one split: `<split>.<ext>`, or shards `<split>-00000-of-00003.<ext>`, at
-    the top of the folder only (a backup/ or old/ folder beside them is never read), in one
-    format; anything else (train.backup.parquet, train_old.csv) is not part of the split."""
-    pattern = re.compile(rf"^{re.escape(split)}(-\d+-of-\d+)?\.({'|'.join(FORMATS)})$")
-    by_ext: dict[str, list[str]] = {}
+    """The files of one split: `<split>.<ext>`, or one complete shard set
+    `<split>-00000-of-00003.<ext>`..`-00002-of-00003`, at the top of the folder only (a backup/
+    or old/ folder beside them is never read), in one format; anything else (train.backup.parquet,
+    train_old.csv) is not part of the split. A single file beside shards, a missing or repeated
+    shard, or shards that disagree on their total would read rows twice or leave some out, so
+    they are refused rather than guessed at."""
+    pattern = re.compile(rf"^{re.escape(split)}(?:-(\d+)-of-(\d+))?\.({'|'.join(FORMATS)})$")
+    by_ext: dict[str, list[tuple[str, re.Match]]] = {}
     for p in sorted(folder.iterdir()):
         match = pattern.match(p.name)
         if match and p.is_file():
-            by_ext.setdefault(match.group(2), []).append(str(p))
+            by_ext.setdefault(match.group(3), []).append((str(p), match))
     if len(by_ext) > 1:
-        names = ", ".join(Path(files[0]).name for files in by_ext.values())
+        names = ", ".join(Path(files[0][0]).name for files in by_ext.values())
         fail(f"data folder {folder} holds the {split} split in several formats ({names}): "
              "keep one of them")
-    for ext, files in by_ext.items():
-        return FORMATS[ext], files
+    for ext, found in by_ext.items():
+        return FORMATS[ext], _one_split(folder, split, found)
     return None
+
+
+def _one_split(folder: Path, split: str, found: list[tuple[str, re.Match]]) -> list[str]:
+    """The files of a split in shard order, once each, or a one-line refusal naming them."""
+    whole = [f for f, m in found if m.group(1) is None]
+    shards = sorted(((int(m.group(1)), int(m.group(2)), f) for f, m in found
+                     if m.group(1) is not None))
+    if whole and shards:
+        fail(f"data folder {folder} holds the {split} split both as {_names(whole)} and as "
+             f"shards ({_names([f for *_, f in shards])}): keep the single file or the shards, "
+             "not both (each row would be read twice)")
+    if whole:
+        return whole
+    totals = sorted({total for _, total, _ in shards})
+    if len(totals) > 1:
+        fail(f"the {split} shards in data folder {folder} disagree on how many there are "
+             f"({_names([f for *_, f in shards])}: -of-{', -of-'.join(map(str, totals))}): "
+             "keep one complete shard set")
+    total, indices = totals[0], [i for i, _, _ in shards]
+    missing = sorted(set(range(total)) - set(indices))
+    twice = sorted({i for i in indices if indices.count(i) > 1})
+    beyond = sorted(i for i in set(indices) if i >= total)
+    problems = [f"{_count_shards(missing)} of {total} missing" if missing else "",
+                f"{_count_shards(twice)} given twice" if twice else "",
+                f"{_count_shards(beyond)} beyond {total - 1}" if beyond else ""]
+    if any(problems):
+        fail(f"the {split} shards in data folder {folder} are not one complete set "
+             f"({_names([f for *_, f in shards])}: {'; '.join(p for p in problems if p)}): "
+             f"give shards 0..{total - 1} once each, or one file")
+    return [f for *_, f in shards]
+
+
+def _count_shards(indices: list[int], limit: int = 5) -> str:
+    """'shard 1' or 'shards 1, 4' for a message."""
+    shown = ", ".join(map(str, indices[:limit])) + (f" and {len(indices) - limit} more"
+                                                    if len(indices) > limit else "")
+    return f"shard{'s' if len(indices) > 1 else ''} {shown}"
 
 
 def _load_aclimdb(folder: Path) -> DatasetDict:
@@ -98,13 +152,65 @@ def _root_cause(exc: BaseException) -> str:
     return reasons[0].splitlines()[0][:200] if reasons else type(exc).__name__
 
 
-def _read_split(fmt: str, files: list[str], data: str) -> Dataset:
+def _csv_header(file: str) -> list[str]:
+    """The column names of a CSV file (its first row), to read every column as strings."""
+    import csv
+
     try:
-        return datasets.load_dataset(fmt, data_files={"split": files}, split="split")
+        with open(file, encoding="utf-8-sig", newline="") as f:
+            return next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []  # the reader itself reports what is wrong with the file
+
+
+def _csv_options(files: list[str]) -> dict:
+    """Every CSV column as the strings written in the file: pandas would turn labels 01 and 1
+    into one class and a text column of number-like texts into numbers. An empty field is a
+    missing value; "NA" or "null" is what it says."""
+    header = _csv_header(files[0])
+    if not header or len(set(header)) != len(header):
+        return {}  # an empty or odd header: the reader's own error says what is wrong
+    return {"features": datasets.Features({c: datasets.Value("string") for c in header}),
+            "keep_default_na": False, "na_values": [""]}
+
+
+def _rows_in(fmt: str, file: str) -> int | None:
+    """0 when a readable file holds no rows (a header alone, an empty parquet table, a blank
+    JSON-lines file), so that an empty split is not reported as an unreadable one; None when
+    that cannot be told (the reader's own error then says what is wrong)."""
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            return pq.ParquetFile(file).metadata.num_rows or 0
+        text = Path(file).read_text(encoding="utf-8")
+        if fmt == "json":
+            return 0 if text.strip() in ("", "[]") else None
+        return 0 if len([line for line in text.splitlines() if line.strip()]) <= 1 else None
+    except Exception:  # noqa: BLE001 - an unreadable file is not an empty one
+        return None
+
+
+# which files each loaded split came from (by fingerprint), to name them in later messages
+SOURCES: dict[str, list[str]] = {}
+
+
+def _read_split(fmt: str, files: list[str], data: str, split: str) -> Dataset:
+    options = _csv_options(files) if fmt == "csv" else {}
+    try:
+        ds = datasets.load_dataset(fmt, data_files={"split": files}, split="split", **options)
     except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
-        names = ", ".join(Path(f).name for f in files[:3])
-        fail(f"cannot read {names} in {data} ({_root_cause(exc)}): check that it is valid "
-             "UTF-8 parquet, csv or jsonl")
+        empty = [f for f in files if _rows_in(fmt, f) == 0]
+        if len(empty) == len(files):
+            fail(f"the {split} split is empty ({_names(files)} in {data} has no rows): give it "
+                 "at least one row")
+        if empty:
+            fail(f"{_names(empty)} in {data} has no rows: give every file of the {split} "
+                 "split at least one row")
+        fail(f"cannot read {_names(files, 3)} in {data} ({_root_cause(exc)}): check that it is "
+             "valid UTF-8 parquet, csv or jsonl")
+    SOURCES[ds._fingerprint] = files
+    return ds
 
 
 def load_raw(data: str) -> DatasetDict:
@@ -128,7 +234,8 @@ def load_raw(data: str) -> DatasetDict:
             fail(f"data folder {data} mixes file formats {sorted(fmts)}: use one format")
         fmt = fmts.pop()
         # each split on its own: splits with other columns are then told apart by check_split
-        return DatasetDict({s: _read_split(fmt, f[1], data) for s, f in found.items() if f})
+        return DatasetDict({s: _read_split(fmt, f[1], data, s) for s, f in found.items()
+                            if f})
     if path.exists():
         fail(f"--data {data} is a file: pass the folder that holds the train/test files")
     if _looks_like_path(data):
@@ -168,9 +275,9 @@ def is_unlabelled(ds: Dataset, label_column: str) -> bool:
     """A test split without its labels: no label column, or every label -1 (hub datasets)."""
     if label_column not in ds.column_names:
         return True
-    labels = ds.data.column(label_column)
+    labels = as_written(ds.data.column(label_column))  # a CSV's "-1" too
     return len(ds) > 0 and is_integer(labels) and labels.null_count == 0 and \
-        pc.all(pc.equal(labels, UNLABELLED)).as_py()
+        pc.all(pc.equal(labels, NO_LABEL)).as_py()
 
 
 def pick_splits(raw: DatasetDict, data: str, label_column: str) -> Splits:
@@ -183,40 +290,76 @@ def pick_splits(raw: DatasetDict, data: str, label_column: str) -> Splits:
         return Splits(train, test, valid, "test")
     if valid is None:
         fail(f"the test split of {data} has no labels (no '{label_column}' column, or all "
-             f"{UNLABELLED}): add labelled test data or a validation split")
+             f"{NO_LABEL}): add labelled test data or a validation split")
     why = "has no labels" if test is not None else "is missing"
     return Splits(train, valid, None, "validation",
                   note=f"the test split of {data} {why}: reporting on the validation split")
 
 
+def _json_kinds(column) -> list[str]:
+    """What a JSON-lines column that the reader could not give one type holds (its values are
+    kept as JSON text: "1", "\\"pos\\"", "true"), for a message that says what is mixed."""
+    kinds = {'"': "strings", "t": "booleans", "f": "booleans", "[": "lists", "{": "objects",
+             "n": "nulls"}
+    storage = pa.chunked_array([c.storage for c in column.chunks], column.type.storage_type)
+    firsts = pc.unique(pc.utf8_slice_codeunits(pc.drop_null(storage), 0, 1)).to_pylist()
+    return sorted({kinds.get(f, "numbers") for f in firsts})
+
+
 def check_split(ds: Dataset, name: str, text_column: str, label_column: str) -> Dataset:
     """Fail with one line on missing columns, bad labels or empty texts; return text/label
-    (the labels as they are in the data: LabelMap turns them into class ids)."""
+    (the labels as written in the data, integers when every one is a plain integer, so that a
+    CSV's 0/1 are the same classes as parquet's: LabelMap turns them into class ids)."""
+    if text_column == label_column:
+        fail(f"--text-column and --label-column both name '{text_column}': pass --label-column "
+             "with the column that holds the labels")
     for column, flag in ((text_column, "--text-column"), (label_column, "--label-column")):
         if column not in ds.column_names:
             fail(f"the {name} split has no column '{column}' (columns: "
                  f"{', '.join(ds.column_names)}): pass {flag} with the right name")
+        if isinstance(ds.data.column(column).type, pa.JsonType):
+            files = SOURCES.get(ds._fingerprint, [])
+            where = f" ({_names(files)})" if files else ""
+            fail(f"column '{column}' of the {name} split{where} mixes "
+                 f"{' and '.join(_json_kinds(ds.data.column(column)))}: write every value of "
+                 "it the same way (all numbers, or all strings in quotes)")
     if len(ds) == 0:
         fail(f"the {name} split is empty: give it at least one row")
     texts = ds.data.column(text_column)
     if texts.null_count:
         fail(f"the {name} split has {texts.null_count} missing texts in '{text_column}': "
              "drop or fill those rows")
-    if not str(texts.type).startswith(("string", "large_string")):
+    if not is_string(texts):
         fail(f"column '{text_column}' holds {texts.type}, not text: pass the text column")
-    visible = pc.replace_substring_regex(texts, BLANK, "")
-    empty = pc.sum(pc.equal(pc.utf8_length(visible), 0)).as_py() or 0
-    if empty:
+    if empty := _blanks(texts):
         fail(f"the {name} split has {empty} empty texts (nothing but spaces or invisible "
              "characters): drop those rows")
-    check_column(ds.data.column(label_column), name, label_column)
-    keep = [c for c in ds.column_names if c not in (text_column, label_column)]
-    ds = ds.remove_columns(keep)
-    if text_column != "text":
-        ds = ds.rename_column(text_column, "text")
-    if label_column != "label":
-        ds = ds.rename_column(label_column, "label")
+    labels = ds.data.column(label_column)
+    if pa.types.is_dictionary(labels.type):  # pandas categoricals: their values
+        labels = labels.cast(labels.type.value_type)
+    check_column(labels, name, label_column)
+    if is_string(labels) and (blank := _blanks(labels)):
+        fail(f"the {name} split has {blank} blank labels in '{label_column}' (empty, or nothing "
+             "but spaces or invisible characters): drop those rows")
+    ds = ds.remove_columns([c for c in ds.column_names if c not in (text_column, label_column)])
+    if label_column == "text":  # both at once: one by one, the names would collide
+        ds = ds.rename_columns({text_column: "text", label_column: "label"})
+    else:
+        if text_column != "text":
+            ds = ds.rename_column(text_column, "text")
+        if label_column != "label":
+            ds = ds.rename_column(label_column, "label")
+    numbers = as_written(labels)
+    if numbers is not labels:
+        key = hashlib.sha256(f"integer labels|{ds._fingerprint}".encode()).hexdigest()[:24]
+        ds = ds.remove_columns("label").add_column("label", numbers, new_fingerprint=key)
     return ds
+
+
+def _blanks(column) -> int:
+    """Values that show nothing: empty, spaces, or invisible characters only."""
+    visible = pc.replace_substring_regex(column, BLANK, "")
+    return pc.sum(pc.equal(pc.utf8_length(visible), 0)).as_py() or 0
 
 
 def apply_labels(ds: Dataset, labels: LabelMap, name: str, known_by: str = "the train split"

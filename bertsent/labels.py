@@ -3,8 +3,10 @@
 Integer labels 0..n-1 are the ids themselves (named negative/positive for two classes, as
 IMDb's). Any other column (strings, or integers such as star ratings 1-4 and 7-10) is mapped in
 sorted order (numeric order when every value is a number, so 10 follows 9) or in the order the
-user lists with --labels; the names are the values' string forms. Pure functions of a pyarrow
-column: no dataset, model or file needed.
+user lists with --labels; the names are the values' string forms. Strings that are all plain
+integers (a CSV's 0/1) are those integers. -1 is the datasets marker for "no label": refused unless
+--labels lists it as a class. Pure functions of a pyarrow column: no dataset, model or file
+needed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from bertsent.errors import fail
 
 BINARY_NAMES = ("negative", "positive")
 MAX_CLASSES = 1000  # more distinct values than this is a text or id column, not labels
+NO_LABEL = -1  # what Hugging Face datasets put where a row has no label (hidden test labels)
+SHOWN_CHARS = 30  # a value quoted in a message is cut to this many characters
+# a string that is an integer written the one way Python writes it: 0, 7, -1, 10 (not 01, +1)
+CANONICAL_INTEGER = r"^(0|-?[1-9][0-9]{0,17})$"
 
 
 def parse_label_list(value: Any) -> list[str] | None:
@@ -61,8 +67,8 @@ def _ordered(values: list) -> list:
     numbers = numeric_values([str(v) for v in values])
     if numbers is None:
         return sorted(values, key=str)
-    return [v for _, v in sorted(zip(numbers.tolist(), values, strict=True),
-                                 key=lambda pair: pair[0])]
+    return [v for _, _, v in sorted(zip(numbers.tolist(), map(str, values), values,
+                                        strict=True), key=lambda t: t[:2])]  # 01 before 1
 
 
 def _plain(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
@@ -81,29 +87,69 @@ def is_integer(column: pa.ChunkedArray | pa.Array) -> bool:
     return pa.types.is_integer(_plain(column).type)
 
 
+def is_string(column: pa.ChunkedArray | pa.Array) -> bool:
+    kind = _plain(column).type
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _cut(value: str) -> str:
+    return value if len(value) <= SHOWN_CHARS else value[:SHOWN_CHARS - 1] + "…"
+
+
 def _show(values: list, limit: int = 5) -> str:
-    shown = ", ".join(repr(v) if isinstance(v, str) else str(v) for v in values[:limit])
+    """A few values for a message, each cut short: a text column passed as labels must not
+    quote whole reviews."""
+    shown = ", ".join(repr(_cut(v)) if isinstance(v, str) else _cut(str(v))
+                      for v in values[:limit])
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
+
+
+def _list(names: list[str] | tuple[str, ...], limit: int = 6) -> str:
+    """Class names as the user writes them (--labels a,b), each cut short, the first few."""
+    return ", ".join(_cut(n) for n in names[:limit]) + (" ..." if len(names) > limit else "")
 
 
 def check_column(column: pa.ChunkedArray | pa.Array, split: str, name: str) -> None:
     """Labels must be present and be integers or strings (floats are ambiguous as classes)."""
     column = _plain(column)
     if column.null_count:
-        fail(f"the {split} split has {column.null_count} missing labels in '{name}': drop or "
-             "fill those rows")
-    if not (pa.types.is_integer(column.type) or pa.types.is_string(column.type)
-            or pa.types.is_large_string(column.type)):
+        fail(f"the {split} split has {column.null_count} missing labels in '{name}': drop "
+             "those rows")
+    if not (pa.types.is_integer(column.type) or is_string(column)):
         fail(f"column '{name}' holds {column.type} labels: labels must be integers or strings; "
              "convert the column (or pass --label-column with the right name)")
+
+
+def as_written(column: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """String labels that are all plain integers (-1, 0, 7, 10) as int64, so that a CSV's 0/1
+    are IMDb's class ids exactly as parquet's are; any other column (01, +1, 1.0 or ' 1'
+    among them: the cast would merge or change values) as it is."""
+    if not is_string(column) or column.null_count or not len(column):
+        return column
+    plain = _plain(column)
+    if not pc.all(pc.match_substring_regex(plain, CANONICAL_INTEGER)).as_py():
+        return column
+    return pc.cast(plain, pa.int64())
 
 
 def _distinct(column: pa.ChunkedArray | pa.Array, split: str) -> list:
     values = pc.unique(_plain(column)).to_pylist()
     if len(values) > MAX_CLASSES:
-        fail(f"the {split} split has {len(values)} distinct labels: that is not a label column; "
-             "pass --label-column with the column that holds the classes")
+        fail(f"the {split} split has {len(values)} distinct labels, more than bertsent's limit "
+             f"of {MAX_CLASSES} classes: pass --label-column with the column that holds the "
+             "classes")
     return values
+
+
+def _rows(n: int) -> str:
+    return f"{n} row{'s' if n != 1 else ''}"
+
+
+def _no_label_rows(column: pa.ChunkedArray | pa.Array) -> int:
+    """Rows labelled -1 (the datasets marker for 'no label') in an integer column."""
+    if not is_integer(column):
+        return 0
+    return int(pc.sum(pc.equal(_plain(column), NO_LABEL)).as_py() or 0)
 
 
 @dataclass(frozen=True)
@@ -135,34 +181,37 @@ class LabelMap:
     @classmethod
     def from_column(cls, column: pa.ChunkedArray | pa.Array, given: list[str] | None = None,
                     num_labels: int | None = None, split: str = "train") -> LabelMap:
-        """The classes of a training column, in the order given or sorted; num_labels (when the
-        user set it) is checked against what the data holds."""
+        """The classes of a training column, in the order given or sorted. A model cannot learn
+        a class it never sees, so the split must hold two or more; num_labels (when the user set
+        it) is checked against them, never used to invent unseen ones."""
         values = _ordered(_distinct(column, split))
+        unlabelled = _no_label_rows(column)
+        if unlabelled and (given is None or str(NO_LABEL) not in given):
+            example = ",".join(str(v) for v in values) if len(values) <= 10 else "-1,0,1"
+            fail(f"the {split} split has {_rows(unlabelled)} labelled {NO_LABEL}, the datasets "
+                 f"mark of a row without a label: drop those rows, or, if {NO_LABEL} is a "
+                 f"class (a -1/0/1 scale), pass --labels with every class, e.g. "
+                 f"--labels {example}")
+        if len(values) < 2:
+            fail(f"the {split} split has only one label ({_show(values)}): a classifier needs "
+                 "two or more classes in its training data; add rows of the other classes")
         if given is not None:
             missing = [v for v in values if str(v) not in given]
             if missing:
                 fail(f"the {split} split has label{'s' if len(missing) > 1 else ''} "
-                     f"{_show(missing)} that --labels does not list ({', '.join(given)}): "
+                     f"{_show(missing)} that --labels does not list ({_list(given, 10)}): "
                      f"add {'them' if len(missing) > 1 else 'it'} to --labels")
             if num_labels is not None and num_labels != len(given):
                 fail(f"--labels lists {len(given)} labels but --num-labels is {num_labels}: omit "
                      "--num-labels or make them agree")
             return cls(names=tuple(given), by_id=False)
-        if is_integer(column) and values:
-            lo, hi = min(values), max(values)
-            if num_labels is not None and lo >= 0 and hi < num_labels:
-                return cls.identity(num_labels)  # the ids, as before (classes may be unseen)
-            if num_labels is None and lo >= 0 and (hi <= 1 or len(values) == hi + 1):
-                return cls.identity(max(hi + 1, 2))  # 0..n-1; a 0-only or 1-only split is binary
-        names = [str(v) for v in values]
-        if num_labels is not None and num_labels != len(names):
-            fail(f"the {split} split has {len(names)} labels ({_show(values, 10)}) but "
+        if num_labels is not None and num_labels != len(values):
+            fail(f"the {split} split has {len(values)} labels ({_show(values, 10)}) but "
                  f"--num-labels is {num_labels}: omit --num-labels to take the number from the "
                  "data, or pass --labels with every class")
-        if len(names) < 2:
-            fail(f"the {split} split has only one label ({_show(values)}): a classifier needs "
-                 "two or more; pass --labels with every class, e.g. --labels negative,positive")
-        return cls(names=tuple(names), by_id=False)
+        if is_integer(column) and min(values) == 0 and max(values) == len(values) - 1:
+            return cls.identity(len(values))  # 0..n-1: the ids themselves
+        return cls(names=tuple(str(v) for v in values), by_id=False)
 
     @classmethod
     def for_model(cls, id2label: dict[int, str], column: pa.ChunkedArray | pa.Array
@@ -178,6 +227,18 @@ class LabelMap:
         """Class ids (int64) of a column, vectorised; a value that is not one of the classes
         is an error that names it."""
         column = _array(column)
+        by_train = known_by.endswith("split")
+        unlabelled = 0 if str(NO_LABEL) in self.names else _no_label_rows(column)
+        if unlabelled:
+            fail(f"the {split} split has {_rows(unlabelled)} labelled {NO_LABEL}, the datasets "
+                 "mark of a row without a label: drop those rows"
+                 + (f", or, if {NO_LABEL} is a class, train with --labels listing it"
+                    if by_train else ""))
+        if self.by_id and not pa.types.is_integer(column.type):
+            values = _ordered(pc.unique(column).to_pylist())
+            fail(f"the {split} split has string labels ({_show(values)}) but {known_by} has "
+                 f"integer labels (ids 0..{self.num_labels - 1}): write the labels the same "
+                 "way in every split")
         if self.by_id:
             ids = column.to_numpy(zero_copy_only=False).astype(np.int64)
             bad = (ids < 0) | (ids >= self.num_labels)
@@ -188,11 +249,15 @@ class LabelMap:
             unknown = _ordered(pc.unique(pc.filter(text, pc.is_null(found))).to_pylist())
             if pa.types.is_integer(column.type):
                 unknown = [int(v) for v in unknown]
+                if unknown and by_train and numeric_values(self.names) is None:
+                    fail(f"the {split} split has integer labels ({_show(unknown)}) but "
+                         f"{known_by} has names ({_list(self.names)}): write the labels the "
+                         "same way in every split")
             ids = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         if unknown:
             known = (f"ids 0..{self.num_labels - 1}: " if self.by_id else "") + \
-                ", ".join(self.names[:10]) + (" ..." if self.num_labels > 10 else "")
-            fix = "train on data that has them" if known_by.endswith("split") else \
+                _list(self.names)
+            fix = "train on data that has them" if by_train else \
                 "score data with the model's labels"
             fail(f"the {split} split has label{'s' if len(unknown) > 1 else ''} "
                  f"{_show(unknown)} that {known_by} does not have ({known}): drop those rows, "

@@ -26,10 +26,13 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2,
     logits = np.asarray(logits, dtype=np.float32)
     labels = np.asarray(labels, dtype=np.int64)
     preds = logits.argmax(axis=-1)
+    # binary: the positive class (id 1). Otherwise a macro average over the classes that occur
+    # in the labels or the predictions (scikit-learn's default): a class absent from both has
+    # no score to average, and counting it as 0 would cap a perfect model scored on 4 of 8
+    # rating classes at 0.5
     average = "binary" if num_labels == 2 else "macro"
-    precision, recall, f1, _ = precision_recall_fscore_support(
-        labels, preds, average=average, labels=list(range(num_labels)) if average != "binary"
-        else None, zero_division=0)
+    precision, recall, f1, _ = precision_recall_fscore_support(labels, preds, average=average,
+                                                               zero_division=0)
     loss = F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels)).item()
     return {
         "loss": float(loss),
@@ -44,23 +47,25 @@ def compute_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int = 2,
 
 def class_metrics(labels: np.ndarray, preds: np.ndarray, num_labels: int,
                   names: list[str] | None = None) -> dict:
-    """More than two classes: macro and weighted F1 and each class's precision, recall, F1 and
-    support (scikit-learn's classification report, by name). Names that are all numbers
-    (ratings): the mean absolute error between predicted and true values, since predicting 9
-    for a 10 is a smaller mistake than predicting 1."""
+    """More than two classes: macro and weighted F1 (over the classes that occur in the labels
+    or the predictions) and each class's precision, recall, F1 and support, every class by name
+    (support 0 where it has none). Names that are all numbers (ratings): the mean absolute error
+    between predicted and true values, since predicting 9 for a 10 is a smaller mistake than
+    predicting 1; binary runs keep their metrics as they were, so none for them."""
     out: dict = {}
-    if not len(labels):
+    if not len(labels) or num_labels <= 2:
         return out
     shown = list(names) if names is not None else [str(i) for i in range(num_labels)]
-    if num_labels > 2:
-        report = classification_report(labels, preds, labels=list(range(num_labels)),
-                                       target_names=shown, output_dict=True, zero_division=0)
-        out["f1_macro"] = float(report["macro avg"]["f1-score"])
-        out["f1_weighted"] = float(report["weighted avg"]["f1-score"])
-        out["per_class"] = {name: {"precision": float(report[name]["precision"]),
-                                   "recall": float(report[name]["recall"]),
-                                   "f1": float(report[name]["f1-score"]),
-                                   "support": int(report[name]["support"])} for name in shown}
+    for average in ("macro", "weighted"):
+        f1 = precision_recall_fscore_support(labels, preds, average=average,
+                                             zero_division=0)[2]
+        out[f"f1_{average}"] = float(f1)
+    report = classification_report(labels, preds, labels=list(range(num_labels)),
+                                   target_names=shown, output_dict=True, zero_division=0)
+    out["per_class"] = {name: {"precision": float(report[name]["precision"]),
+                               "recall": float(report[name]["recall"]),
+                               "f1": float(report[name]["f1-score"]),
+                               "support": int(report[name]["support"])} for name in shown}
     values = numeric_values(names) if names is not None else None
     if values is not None:
         out["mae"] = float(np.abs(values[preds] - values[labels]).mean())

@@ -69,7 +69,9 @@ def test_load_local_formats(tmp_path, fmt):
     _write(tmp_path / "d", fmt, frames)
     raw = load_raw(str(tmp_path / "d"))
     assert raw["train"]["text"] == frames["train"]["text"].tolist()
-    assert raw["test"]["label"] == frames["test"]["label"].tolist()
+    test = check_split(raw["test"], "test", "text", "label")  # a CSV's "0"/"1": the integers
+    assert test["label"] == frames["test"]["label"].tolist()
+    assert test.features["label"].dtype == "int64"
 
 
 def test_load_aclimdb_layout(tmp_path):

@@ -33,9 +33,9 @@ RATINGS = {10: POSITIVE[4:], 1: NEGATIVE[:4], 9: POSITIVE[:4], 2: NEGATIVE[4:]}
 # ---------------------------------------------------------------- the mapping, no data set
 @pytest.mark.parametrize("values, num_labels, names", [
     ([0, 1, 1, 0], None, ("negative", "positive")),
-    ([0, 0], None, ("negative", "positive")),  # one class present: still the binary ids
+    ([0, 1, 1, 0], 2, ("negative", "positive")),  # --num-labels that agrees with the data
     ([2, 0, 1], None, ("0", "1", "2")),
-    ([0, 1], 3, ("0", "1", "2")),  # --num-labels 3 with ids 0..1: as before, class 2 unseen
+    ([2, 0, 1], 3, ("0", "1", "2")),
 ])
 def test_integer_ids_keep_their_meaning(values, num_labels, names):
     labels = LabelMap.from_column(pa.array(values), num_labels=num_labels)
@@ -73,7 +73,7 @@ def test_strings_are_sorted_or_put_in_the_given_order():
      "label 'neg' that --labels does not list (pos, x): add it to --labels"),
     (lambda: LabelMap.from_column(pa.array(["pos", "pos"])), "only one label ('pos')"),
     (lambda: LabelMap.from_column(pa.array([str(i) for i in range(1001)])),
-     "1001 distinct labels: that is not a label column"),
+     "1001 distinct labels, more than bertsent's limit of 1000 classes: pass --label-column"),
     (lambda: LabelMap.from_column(pa.array(["neg", "pos"])).encode(
         pa.array(["pos", "neutral", "meh", "neutral"]), "test"),
      "the test split has labels 'meh', 'neutral' that the train split does not have (neg, pos)"),
