@@ -278,8 +278,8 @@ def test_a_csv_run_keeps_01_and_1_apart(settings, tmp_path):
     result = train({**settings, "data": str(folder), "epochs": 1, "train_samples": 64,
                     "eval_samples": None})
     assert result["labels"] == classes
-    saved = json.loads((tmp_path / "ckpt" / "tiny" / "config.json").read_text())
-    assert (saved["num_labels"], saved["labels"]) == (3, classes)
+    model = json.loads((tmp_path / "ckpt" / "tiny" / "final" / "config.json").read_text())
+    assert [model["id2label"][str(i)] for i in range(3)] == classes
 
 
 # ---------------------------------------------------------------- 6. one line, not a traceback
