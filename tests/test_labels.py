@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from sklearn.utils.class_weight import compute_class_weight
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from bertsent import checkpoint as ckpt
 from bertsent import evaluate, predict
 from bertsent.config import TrainConfig, parse_config
 from bertsent.data import pick_splits, subset_indices
@@ -246,9 +247,11 @@ def test_string_labels_train_exactly_like_integer_labels(tiny_config, tmp_path):
     a, b = load_file(root / "ints" / "final" / "model.safetensors"), \
         load_file(root / "strings" / "final" / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    saved = json.loads((root / "strings" / "config.json").read_text())
-    assert (saved["labels"], saved["num_labels"]) == (["negative", "positive"], 2)
-    assert json.loads((root / "ints" / "config.json").read_text())["labels"] is None
+    # the class map travels as the checkpoint's own entry: strings by name, integers as ids
+    entry = {name: ckpt.load_checkpoint(ckpt.step_checkpoints(root / name)[-1])["labels"]
+             for name in ("strings", "ints")}
+    assert entry["strings"] == {"names": ["negative", "positive"], "by_id": False}
+    assert entry["ints"] == {"names": ["negative", "positive"], "by_id": True}
     exported = json.loads((root / "strings" / "best" / "config.json").read_text())
     assert exported["id2label"] == {"0": "negative", "1": "positive"}
 
