@@ -180,7 +180,10 @@ def setup_model(cfg: TrainConfig, device: torch.device, names: tuple[str, ...] |
 
 
 def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
-    """Create (or, on resume, reuse) runs/<name> and checkpoints/<name>; refuse to overwrite."""
+    """Create (or, on resume, reuse) runs/<name> and checkpoints/<name>; refuse to overwrite.
+
+    The TensorBoard folder is outside the locked run folder: rank 0 claims it for this run's
+    id, so a second run of the same name never appends its curves to this one's log."""
     ckpt_dir = Path(cfg.checkpoint_dir) / cfg.run_name
     log_dir = Path(cfg.runs_dir) / cfg.run_name
     if not resuming and (ckpt.step_checkpoints(ckpt_dir) or (ckpt_dir / "metrics.json").exists()):
@@ -188,6 +191,10 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
              "to continue it, or a new --run-name")
     check_output_folder(str(ckpt_dir), "--checkpoint-dir")
     check_output_folder(str(log_dir), "--runs-dir")
+    if D.is_main_env():
+        from bertsent.runfolder import claim_log_dir
+
+        claim_log_dir(log_dir, ckpt_dir, resuming)
     return ckpt_dir, log_dir
 
 
