@@ -160,11 +160,22 @@ def check_field(name: str, value: Any) -> None:
         check_run_name(value)
 
 
-def check_output_folder(path: str, flag: str) -> None:
-    """A folder the run will write into: refused now if it is a file or cannot be written."""
+def check_output_folder(path: str, flag: str, new: bool = False) -> None:
+    """A folder the run will write into: refused now if it is a file or cannot be written.
+
+    new: the folder must be new or empty, because what is written there would replace files
+    of the same name (an evaluation report over a run's own metrics.json)."""
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         fail(f"{flag} {path} is a file: pass a folder path")
+    if new and folder.is_dir():
+        try:
+            held = sorted(p.name for p in folder.iterdir())
+        except OSError as exc:
+            fail(f"cannot read {path} ({exc.strerror}): pass a new or empty {flag}")
+        if held:
+            fail(f"{flag} {path} already holds files ({', '.join(held[:3])}"
+                 f"{', ...' if len(held) > 3 else ''}): pass a new or empty folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
