@@ -133,6 +133,8 @@ _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "un
     "report_dir": "pass a new folder, or leave the flag out for no report",
     "file": "pass a text file, or leave the flag out to read standard input",
 }
+# Limits on what a report draws, so that its size stays bounded whatever the class count.
+PR_CURVE_MAX_CLASSES = 20  # one precision-recall curve per class (picture and TensorBoard)
 
 
 def check_field(name: str, value: Any) -> None:

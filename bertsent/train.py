@@ -319,10 +319,13 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
         probs = softmax(result.logits) if len(result.labels) else None
         if run.cfg.num_labels == 2 and probs is not None:
             run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs[:, 1], step)
-        elif probs is not None:  # one-vs-rest, one curve and one F1 per class
-            for i, name in enumerate(run.label_names):
-                run.logger.pr_curve(f"{prefix}/pr_curve/{name}", result.labels == i,
-                                    probs[:, i], step)
+        elif probs is not None:  # one-vs-rest: one F1 per class, one curve while readable
+            from bertsent.config import PR_CURVE_MAX_CLASSES  # as many as the report draws
+
+            if len(run.label_names) <= PR_CURVE_MAX_CLASSES:  # more would swell every eval
+                for i, name in enumerate(run.label_names):
+                    run.logger.pr_curve(f"{prefix}/pr_curve/{name}", result.labels == i,
+                                        probs[:, i], step)
             run.logger.scalars(f"{prefix}/f1_per_class", {
                 name: v["f1"] for name, v in result.metrics["per_class"].items()}, step)
         if prefix == "val" and run.val_texts and probs is not None:

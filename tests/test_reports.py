@@ -4,16 +4,44 @@ and fast whatever the class count, and a successful run draws without warnings o
 from __future__ import annotations
 
 import json
+import struct
+import time
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.tensorboard import SummaryWriter
 
 from bertsent import evaluate
+from bertsent.config import PR_CURVE_MAX_CLASSES
 from bertsent.curves import main as curves_main
 from bertsent.curves import quiet_figures
+from bertsent.engine import EvalResult
+from bertsent.report import CONFUSION_MAX_CLASSES, MAX_INCHES, write_report
+from bertsent.train import train
+from tests.conftest import make_classes_frame, tiny_settings, write_splits
 from tests.test_bad_input import tree_digest
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    return struct.unpack(">II", path.read_bytes()[16:24])
+
+
+def random_result(classes: int, n: int = 2000, seed: int = 0) -> EvalResult:
+    rng = np.random.default_rng(seed)
+    return EvalResult(metrics={}, logits=rng.normal(size=(n, classes)).astype(np.float32),
+                      labels=rng.integers(0, classes, n), indices=np.arange(n))
+
+
+def report(folder: Path, classes: int, names: list[str] | None = None) -> dict:
+    result = random_result(classes)
+    names = names or [f"class {i}" for i in range(classes)]
+    write_report(str(folder), result, ["a review"] * len(result.labels),
+                 {"labels": names, "accuracy": 0.5})
+    return json.loads((folder / "metrics.json").read_text())
 
 
 # ---------------------------------------------------------------- evaluate --report-dir
@@ -52,7 +80,73 @@ def test_a_new_or_empty_report_dir_is_written(tiny_model_dir, tiny_data_dir, tmp
         assert json.loads((folder / "metrics.json").read_text())["samples"] == 8
 
 
+# ---------------------------------------------------------------- reports of many classes
+@pytest.mark.parametrize("classes", [150, CONFUSION_MAX_CLASSES + 1])
+def test_a_report_of_many_classes_is_fast_and_small_and_says_what_it_left_out(tmp_path,
+                                                                              classes):
+    start = time.perf_counter()
+    metrics = report(tmp_path / "r", classes)
+    assert time.perf_counter() - start < 30  # 150 classes once needed over 4 GB
+    files = {p.relative_to(tmp_path / "r").as_posix(): p.stat().st_size
+             for p in (tmp_path / "r").rglob("*") if p.is_file()}
+    assert sum(files.values()) < 2_000_000, files
+    assert not any(name.endswith(".png") for name in files)  # nothing readable to draw
+    notes = metrics["report_notes"]
+    assert any(f"confusion matrix not drawn: {classes} classes" in n for n in notes), notes
+    assert any("precision-recall curves not drawn" in n for n in notes), notes
+    counts = np.array(metrics["confusion_matrix"])
+    assert counts.shape == (classes, classes) and counts.sum() == 2000
+    tb = EventAccumulator(str(tmp_path / "r" / "tensorboard"))
+    tb.Reload()
+    assert not [t for t in tb.Tags()["tensors"] if "pr_curve" in t]
+
+
+@pytest.mark.parametrize("classes, numbers, pr", [(5, True, True), (PR_CURVE_MAX_CLASSES + 1,
+                                                                    True, False),
+                                                  (45, False, False),
+                                                  (CONFUSION_MAX_CLASSES, False, False)])
+def test_the_confusion_picture_stays_bounded(tmp_path, classes, numbers, pr):
+    metrics = report(tmp_path / "r", classes)
+    width, height = png_size(tmp_path / "r" / "confusion_matrix.png")
+    assert width == height <= MAX_INCHES * 120
+    assert (tmp_path / "r" / "precision_recall.png").exists() == pr
+    assert any("without counts" in n for n in metrics["report_notes"]) == (not numbers)
+
+
+def test_tensorboard_draws_a_curve_per_class_only_while_readable(tiny_model_dir, tmp_path):
+    """validate() logs the same per-class curves as the report: none above 20 classes, while
+    the per-class F1 scalars stay."""
+    for classes in (3, PR_CURVE_MAX_CLASSES + 1):
+        cues = {f"c{i}": None for i in range(classes)}
+        data = write_splits(tmp_path / f"data{classes}",
+                            train=make_classes_frame(4 * classes, 1, cues),
+                            test=make_classes_frame(2 * classes, 2, cues))
+        cfg = {**tiny_settings(tiny_model_dir, data, tmp_path), "run_name": f"c{classes}",
+               "train_samples": None, "val_samples": classes, "eval_samples": None,
+               "epochs": 1, "max_steps": 2, "sanity_eval_batches": 0}
+        train(cfg)
+        tb = EventAccumulator(str(tmp_path / "runs" / f"c{classes}"))
+        tb.Reload()
+        curves = [t for t in tb.Tags()["tensors"] if "pr_curve" in t]
+        assert len(curves) == (0 if classes > PR_CURVE_MAX_CLASSES else 2 * classes), curves
+        assert any(t.startswith("val/f1_per_class") for t in tb.Tags()["scalars"])
+        report_notes = json.loads((tmp_path / "ckpt" / f"c{classes}" / "report" /
+                                   "metrics.json").read_text())["report_notes"]
+        assert bool(report_notes) == (classes > PR_CURVE_MAX_CLASSES)
+
+
 # ---------------------------------------------------------------- no noise on stderr
+NAMES = ["négatif 很差", "neutral " + "x" * 90, "😀 positive", "нейтрально", "五"]
+
+
+def test_a_report_draws_without_font_or_layout_warnings(tmp_path):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        report(tmp_path / "r", len(NAMES), NAMES)
+    assert [str(w.message) for w in seen] == []
+    assert (tmp_path / "r" / "confusion_matrix.png").stat().st_size > 1000
+
+
 def test_quiet_figures_keeps_errors_and_other_warnings():
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
