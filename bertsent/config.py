@@ -127,6 +127,14 @@ _RANGES = {  # name: (low, high, low inclusive, high inclusive)
     "layer_lr_decay": (0, 1, False, True), "seed": (0, SEED_LIMIT - 1, True, True),
 }
 _AT_LEAST = {"keep_last": 1, "num_labels": 2, "max_length": 8}
+_NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "unset"
+    "run_name": "pass a name such as imdb-l6, or leave the flag out for a generated one",
+    "resume": "pass latest or a checkpoint folder, or leave the flag out to start a new run",
+    "report_dir": "pass a new folder, or leave the flag out for no report",
+    "file": "pass a text file, or leave the flag out to read standard input",
+}
+# Limits on what a report draws, so that its size stays bounded whatever the class count.
+PR_CURVE_MAX_CLASSES = 20  # one precision-recall curve per class (picture and TensorBoard)
 
 
 def check_field(name: str, value: Any) -> None:
@@ -134,6 +142,8 @@ def check_field(name: str, value: Any) -> None:
     if value is None or isinstance(value, bool):
         return
     flag = f"--{_flag(name)}"
+    if name in _NOT_BLANK and isinstance(value, str) and not value.strip():
+        fail(f"{flag} is empty: {_NOT_BLANK[name]}")
     if isinstance(value, float) and not math.isfinite(value):
         fail(f"{flag} must be a finite number, got {value}")
     if name in _POSITIVE and not value > 0:
@@ -152,11 +162,22 @@ def check_field(name: str, value: Any) -> None:
         check_run_name(value)
 
 
-def check_output_folder(path: str, flag: str) -> None:
-    """A folder the run will write into: refused now if it is a file or cannot be written."""
+def check_output_folder(path: str, flag: str, new: bool = False) -> None:
+    """A folder the run will write into: refused now if it is a file or cannot be written.
+
+    new: the folder must be new or empty, because what is written there would replace files
+    of the same name (an evaluation report over a run's own metrics.json)."""
     folder = Path(path).expanduser()
     if folder.exists() and not folder.is_dir():
         fail(f"{flag} {path} is a file: pass a folder path")
+    if new and folder.is_dir():
+        try:
+            held = sorted(p.name for p in folder.iterdir())
+        except OSError as exc:
+            fail(f"cannot read {path} ({exc.strerror}): pass a new or empty {flag}")
+        if held:
+            fail(f"{flag} {path} already holds files ({', '.join(held[:3])}"
+                 f"{', ...' if len(held) > 3 else ''}): pass a new or empty folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
@@ -180,6 +201,11 @@ def _base_type(tp: Any) -> tuple[type, bool]:
 
 
 def _optional(kind: type) -> Any:
+    """'none' (or nothing) means "not set" for an optional number; text flags (run names,
+    paths) are taken literally, so `--run-name none` names a run "none"."""
+    if kind is str:
+        return str
+
     def parse(text: str) -> Any:
         return None if text.lower() in ("none", "") else kind(text)
 
@@ -225,8 +251,9 @@ def preset_names() -> list[str]:
 
 
 def load_toml(path: str) -> dict[str, Any]:
-    """A TOML file, or the name of a shipped preset (`--config imdb-full`)."""
-    if path in preset_names() and not Path(path).exists():
+    """A TOML file, or the name of a shipped preset (`--config imdb-full`): the preset unless
+    a file of that name exists (a folder of that name in the working directory is no file)."""
+    if path in preset_names() and not Path(path).is_file():  # a folder ./imdb-full/ too
         path = str(PRESETS / f"{path}.toml")
     try:
         with open(path, "rb") as fh:
@@ -247,8 +274,13 @@ def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = 
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
+    spelled: dict[str, str] = {}  # TOML keeps both batch_size and batch-size: refuse, not pick
     for key, value in values.items():
         name = key.replace("-", "_")
+        if name in spelled:
+            fail(f"{source}: '{spelled[name]}' and '{key}' are the same setting: keep one of "
+                 "them")
+        spelled[name] = key
         if name not in known:
             fail(f"{source}: unknown key '{key}': valid keys are the --flags, e.g. batch_size")
         if "parse" in known[name].metadata:  # the same parser as the flag's

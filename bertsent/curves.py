@@ -8,12 +8,38 @@ optimizer step. Any run can be redrawn the same way, which is how README's pictu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from bertsent.errors import fail, run_cli
 
 LOSS, ACCURACY = "train/loss", "val/accuracy"
+# What matplotlib says about fonts and layout while drawing: a class name in a script the font
+# lacks is drawn as boxes, a long one squeezes the margins. The picture is still written, so
+# these lines are noise on a successful run's stderr. Exceptions are untouched.
+_DRAWING_NOISE = (r"Glyph \d+ .*missing from (current )?font", r"Matplotlib currently does not "
+                  r"support", r"Tight layout not applied", r"constrained_layout not applied",
+                  r".*tight_layout", r"Font family .* not found")
+
+
+@contextlib.contextmanager
+def quiet_figures() -> Iterator[None]:
+    """Silence matplotlib's font and layout warnings (and its logger's font lookups) while
+    figures are drawn; errors still raise, and warnings of any other kind still show."""
+    log = logging.getLogger("matplotlib")
+    level = log.level
+    log.setLevel(logging.ERROR)  # findfont: ... not found, and the like
+    try:
+        with warnings.catch_warnings():
+            for pattern in _DRAWING_NOISE:
+                warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
+            yield
+    finally:
+        log.setLevel(level)
 
 
 def read_scalars(log_dir: str, tags: tuple[str, ...]) -> dict[str, list[tuple[int, float]]]:
@@ -49,32 +75,52 @@ def draw(series: dict[str, list[tuple[int, float]]], title: str, out: str,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, left = plt.subplots(figsize=(6.4, 4.0))
-    steps, loss = zip(*series[LOSS], strict=True)
-    left.plot(steps, loss, color="tab:blue", linewidth=0.6, alpha=0.35,
-              label="training loss (mean of each logging window)")
-    if smooth > 1 and len(loss) > smooth:
-        left.plot(steps, running_mean(list(loss), smooth), color="tab:blue", linewidth=1.8,
-                  label=f"the same, running mean of {smooth} points")
-    left.set_xlabel("optimizer step")
-    left.set_ylabel("training loss", color="tab:blue")
-    left.set_ylim(bottom=0)
-    handles = left.get_lines()
-    if series[ACCURACY]:
-        right = left.twinx()
-        vsteps, acc = zip(*series[ACCURACY], strict=True)
-        right.plot(vsteps, acc, "o-", color="tab:orange", label="validation accuracy")
-        right.set_ylabel("validation accuracy", color="tab:orange")
-        handles += right.get_lines()
-    left.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
-                fontsize=8, frameon=False)
-    left.set_title(title, fontsize=10)
-    fig.tight_layout()
-    try:
-        fig.savefig(out, dpi=100)
-    except OSError as exc:
-        fail(f"cannot write {out} ({exc.strerror or exc}): pass a writable --out path")
-    plt.close(fig)
+    with quiet_figures():
+        fig, left = plt.subplots(figsize=(6.4, 4.0))
+        steps, loss = zip(*series[LOSS], strict=True)
+        left.plot(steps, loss, color="tab:blue", linewidth=0.6, alpha=0.35,
+                  label="training loss (mean of each logging window)")
+        if smooth > 1 and len(loss) > smooth:
+            left.plot(steps, running_mean(list(loss), smooth), color="tab:blue", linewidth=1.8,
+                      label=f"the same, running mean of {smooth} points")
+        left.set_xlabel("optimizer step")
+        left.set_ylabel("training loss", color="tab:blue")
+        left.set_ylim(bottom=0)
+        handles = left.get_lines()
+        if series[ACCURACY]:
+            right = left.twinx()
+            vsteps, acc = zip(*series[ACCURACY], strict=True)
+            right.plot(vsteps, acc, "o-", color="tab:orange", label="validation accuracy")
+            right.set_ylabel("validation accuracy", color="tab:orange")
+            handles += right.get_lines()
+        left.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                    fontsize=8, frameon=False)
+        left.set_title(title, fontsize=10)
+        fig.tight_layout()
+        try:
+            fig.savefig(out, dpi=100)
+        except OSError as exc:
+            fail(f"cannot write {out} ({exc.strerror or exc}): pass a writable --out path")
+        finally:
+            plt.close(fig)
+
+
+def out_path(out: str) -> str:
+    """The file --out names, as it will be written: a name without a suffix gets .png (what
+    matplotlib would add silently, so the path printed is the file written); a folder, or a
+    suffix matplotlib cannot write, is refused before any reading."""
+    from matplotlib.figure import Figure
+
+    path = Path(out).expanduser()
+    if path.is_dir() or out.endswith(("/", "\\")):
+        fail(f"--out {out} is a folder: pass a .png file path, e.g. {path / 'curves.png'}")
+    if not path.suffix:
+        return f"{path}.png"
+    kinds = Figure().canvas.get_supported_filetypes()
+    if path.suffix[1:].lower() not in kinds:
+        fail(f"--out {out}: matplotlib cannot write {path.suffix} files: pass a .png file "
+             f"path (or one of .{', .'.join(sorted(kinds))})")
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def entry() -> int:
+        out = out_path(args.out)
         series = read_scalars(args.log_dir, (LOSS, ACCURACY))
-        draw(series, args.title or Path(args.log_dir.rstrip("/")).name, args.out, args.smooth)
-        print(args.out)
+        draw(series, args.title or Path(args.log_dir.rstrip("/")).name, out, args.smooth)
+        print(out)
         return 0
 
     return run_cli(entry)

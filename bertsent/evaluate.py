@@ -55,7 +55,8 @@ def run(cfg: EvalConfig) -> dict:
         fail("--model is required: pass a model folder such as checkpoints/<run>/best")
     check_fields(cfg)
     if cfg.report_dir:
-        check_output_folder(cfg.report_dir, "--report-dir")  # before the work, not after
+        # before the work, not after; never over another report or a run's own files
+        check_output_folder(cfg.report_dir, "--report-dir", new=True)
     meta = read_meta(cfg.model)
     max_length = cfg.max_length if cfg.max_length is not None else meta.get("max_length", 512)
     truncation = cfg.truncation or meta.get("truncation", "head")

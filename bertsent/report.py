@@ -13,25 +13,50 @@ import numpy as np  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay  # noqa: E402
 
+from bertsent.config import PR_CURVE_MAX_CLASSES  # noqa: E402
+from bertsent.curves import quiet_figures  # noqa: E402
 from bertsent.engine import EvalResult  # noqa: E402
 from bertsent.metrics import (  # noqa: E402
     confident_mistakes,
+    confusion,
     expected_calibration_error,
     softmax,
     strict_json,
 )
 from bertsent.tracking import RunLogger  # noqa: E402
 
+# A picture per class pair grows with the square of the class count: 150 classes once took
+# over 4 GB. Draw what stays readable, within a bounded figure, and say what was left out.
+CONFUSION_NUMBERS_MAX_CLASSES = 30  # a count in every cell up to here
+CONFUSION_MAX_CLASSES = 100  # a heat map without counts up to here; above, metrics.json only
+MAX_INCHES = 12.0  # the largest figure side: 1440 pixels at the report's 120 dpi
+NAME_CHARS = 24  # class names on the axes are shortened to this
+
+
+def short(name: str, chars: int = NAME_CHARS) -> str:
+    """A class name that fits on an axis (long names would squeeze the plot to nothing)."""
+    return name if len(name) <= chars else name[:chars - 1] + "…"
+
 
 def confusion_figure(labels: np.ndarray, preds: np.ndarray, names: list[str]):
-    """N x N counts with the label names; the figure grows with N so 8+ classes stay legible."""
-    size = max(4.0, 1.0 + 0.6 * len(names))
+    """N x N counts with the label names (a plain heat map above 30 classes, where the numbers
+    no longer fit); the figure grows with N up to MAX_INCHES. None above 100 classes."""
+    n = len(names)
+    if n > CONFUSION_MAX_CLASSES:
+        return None
+    size = min(max(4.0, 1.5 + 0.35 * n), MAX_INCHES)
+    font = min(10.0, max(4.5, 200 / n))
+    numbers = n <= CONFUSION_NUMBERS_MAX_CLASSES
     fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay.from_predictions(labels, preds, labels=list(range(len(names))),
-                                            display_labels=names, ax=ax, colorbar=False,
+    ConfusionMatrixDisplay.from_predictions(labels, preds, labels=list(range(n)),
+                                            display_labels=[short(x) for x in names], ax=ax,
+                                            colorbar=not numbers, include_values=numbers,
                                             cmap="Blues", values_format="d",
-                                            xticks_rotation=45 if len(names) > 4 else "horizontal")
-    ax.set_title("Confusion matrix")
+                                            text_kw={"fontsize": font},
+                                            xticks_rotation="horizontal" if n <= 4 else
+                                            45 if n <= 10 else "vertical")
+    ax.tick_params(labelsize=font)
+    ax.set_title("Confusion matrix" if numbers else f"Confusion matrix ({n} classes)")
     fig.tight_layout()
     return fig
 
@@ -45,13 +70,18 @@ def pr_figure(labels: np.ndarray, positive: np.ndarray):
 
 
 def pr_figure_per_class(labels: np.ndarray, probs: np.ndarray, names: list[str]):
-    """One-vs-rest precision-recall curve of each class that occurs in the labels."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    """One-vs-rest precision-recall curve of each class that occurs in the labels (callers
+    stop at PR_CURVE_MAX_CLASSES: more curves are a tangle, and the legend outgrows the plot)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.5) if len(names) <= 8 else (8.0, 5.0))
     for i, name in enumerate(names):
         if (labels == i).any():
-            PrecisionRecallDisplay.from_predictions(labels == i, probs[:, i], ax=ax, name=name)
+            PrecisionRecallDisplay.from_predictions(labels == i, probs[:, i], ax=ax,
+                                                    name=short(name))
     ax.set_title("Precision-recall, each class against the rest")
-    ax.legend(fontsize="small")
+    if len(names) <= 8:
+        ax.legend(fontsize="small")
+    else:
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return fig
 
@@ -84,31 +114,50 @@ def mistakes_table(texts: list[str], labels: np.ndarray, probs: np.ndarray,
 
 
 def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dict) -> str:
-    """Write the report folder and a TensorBoard log inside it; returns the folder."""
+    """Write the report folder and a TensorBoard log inside it; returns the folder.
+
+    What grows with the class count is capped (see the limits above); metrics.json's
+    report_notes says what was left out and why, and always holds the confusion counts."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     names = metrics["labels"]
+    n = len(names)
     probs = softmax(result.logits)
     preds = probs.argmax(axis=1)
     texts = [texts[i] for i in result.indices]
+    notes = []
+    if n > CONFUSION_MAX_CLASSES:
+        notes.append(f"confusion matrix not drawn: {n} classes (pictures stop at "
+                     f"{CONFUSION_MAX_CLASSES}); the counts are in confusion_matrix")
+    elif n > CONFUSION_NUMBERS_MAX_CLASSES:
+        notes.append(f"confusion matrix drawn without counts: {n} classes (counts are drawn "
+                     f"up to {CONFUSION_NUMBERS_MAX_CLASSES}); they are in confusion_matrix")
+    if n > PR_CURVE_MAX_CLASSES:
+        notes.append(f"per-class precision-recall curves not drawn: {n} classes (they are "
+                     f"drawn up to {PR_CURVE_MAX_CLASSES})")
     metrics = {**metrics, "expected_calibration_error": expected_calibration_error(
-        result.labels, probs)}
+        result.labels, probs), "report_notes": notes}
+    metrics.setdefault("confusion_matrix", confusion(result.logits, result.labels, n))
     (out / "metrics.json").write_text(strict_json(metrics, indent=2))
     (out / "mistakes.md").write_text("# The 20 most confident mistakes\n\n"
                                      + mistakes_table(texts, result.labels, probs, names))
     logger = RunLogger(out / "tensorboard")
-    figures = {"confusion_matrix": confusion_figure(result.labels, preds, names)}
-    if len(names) == 2 and len(np.unique(result.labels)) == 2:
-        figures["precision_recall"] = pr_figure(result.labels, probs[:, 1])
-        figures["reliability"] = reliability_figure(result.labels, probs[:, 1])
-        logger.pr_curve("eval/pr_curve", result.labels, probs[:, 1], 0)
-    elif len(names) > 2 and len(result.labels):
-        figures["precision_recall"] = pr_figure_per_class(result.labels, probs, names)
-        for i, name in enumerate(names):
-            logger.pr_curve(f"eval/pr_curve/{name}", result.labels == i, probs[:, i], 0)
-    for name, fig in figures.items():
-        fig.savefig(out / f"{name}.png", dpi=120)
-        logger.figure(f"eval/{name}", fig, 0)  # closes the figure
+    with quiet_figures():
+        figures = {"confusion_matrix": confusion_figure(result.labels, preds, names)}
+        if n == 2 and len(np.unique(result.labels)) == 2:
+            figures["precision_recall"] = pr_figure(result.labels, probs[:, 1])
+            figures["reliability"] = reliability_figure(result.labels, probs[:, 1])
+            logger.pr_curve("eval/pr_curve", result.labels, probs[:, 1], 0)
+        elif 2 < n <= PR_CURVE_MAX_CLASSES and len(result.labels):
+            figures["precision_recall"] = pr_figure_per_class(result.labels, probs, names)
+            for i, name in enumerate(names):
+                logger.pr_curve(f"eval/pr_curve/{name}", result.labels == i, probs[:, i], 0)
+        for name, fig in figures.items():
+            if fig is not None:
+                fig.savefig(out / f"{name}.png", dpi=120)
+                logger.figure(f"eval/{name}", fig, 0)  # closes the figure
+    if notes:
+        logger.text("eval/report_notes", "\n\n".join(notes), 0)
     logger.scalars("eval", {k: v for k, v in metrics.items() if isinstance(v, float)}, 0)
     logger.close()
     return str(out)

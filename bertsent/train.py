@@ -198,7 +198,10 @@ def setup_model(cfg: TrainConfig, device: torch.device, labels: LabelMap):
 
 
 def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
-    """Create (or, on resume, reuse) runs/<name> and checkpoints/<name>; refuse to overwrite."""
+    """Create (or, on resume, reuse) runs/<name> and checkpoints/<name>; refuse to overwrite.
+
+    The TensorBoard folder is outside the locked run folder: rank 0 claims it for this run's
+    id, so a second run of the same name never appends its curves to this one's log."""
     ckpt_dir = Path(cfg.checkpoint_dir) / cfg.run_name
     log_dir = Path(cfg.runs_dir) / cfg.run_name
     if not resuming and (ckpt.step_checkpoints(ckpt_dir) or (ckpt_dir / "metrics.json").exists()):
@@ -206,6 +209,10 @@ def setup_run_dirs(cfg: TrainConfig, resuming: bool) -> tuple[Path, Path]:
              "to continue it, or a new --run-name")
     check_output_folder(str(ckpt_dir), "--checkpoint-dir")
     check_output_folder(str(log_dir), "--runs-dir")
+    if D.is_main_env():
+        from bertsent.runfolder import claim_log_dir
+
+        claim_log_dir(log_dir, ckpt_dir, resuming)
     return ckpt_dir, log_dir
 
 
@@ -333,10 +340,13 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
         probs = softmax(result.logits) if len(result.labels) else None
         if run.labels.num_labels == 2 and probs is not None:
             run.logger.pr_curve(f"{prefix}/pr_curve", result.labels, probs[:, 1], step)
-        elif probs is not None:  # one-vs-rest, one curve and one F1 per class
-            for i, name in enumerate(run.label_names):
-                run.logger.pr_curve(f"{prefix}/pr_curve/{name}", result.labels == i,
-                                    probs[:, i], step)
+        elif probs is not None:  # one-vs-rest: one F1 per class, one curve while readable
+            from bertsent.config import PR_CURVE_MAX_CLASSES  # as many as the report draws
+
+            if len(run.label_names) <= PR_CURVE_MAX_CLASSES:  # more would swell every eval
+                for i, name in enumerate(run.label_names):
+                    run.logger.pr_curve(f"{prefix}/pr_curve/{name}", result.labels == i,
+                                        probs[:, i], step)
             run.logger.scalars(f"{prefix}/f1_per_class", {
                 name: v["f1"] for name, v in result.metrics["per_class"].items()}, step)
         if prefix == "val" and run.val_texts and probs is not None:

@@ -1,6 +1,14 @@
+from pathlib import Path
+
 import pytest
 
-from bertsent.config import TrainConfig, parse_config, parse_overrides
+from bertsent.config import (
+    TrainConfig,
+    check_fields,
+    from_mapping,
+    parse_config,
+    parse_overrides,
+)
 from bertsent.errors import UserError
 
 
@@ -84,3 +92,51 @@ def test_a_shipped_preset_loads_by_name():
 
     for name in preset_names():
         assert parse_config(["--config", name]).model
+
+
+def test_a_setting_spelled_twice_in_a_config_file_is_refused(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("batch_size = 4\nbatch-size = 16\n")
+    with pytest.raises(UserError, match="'batch_size' and 'batch-size' are the same setting"):
+        parse_config(["--config", str(path)])
+
+
+def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
+    from bertsent.config import preset_names
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imdb-full").mkdir()  # e.g. an output folder named after the preset
+    assert "imdb-full" in preset_names()
+    assert parse_config(["--config", "imdb-full"]) == parse_config(
+        ["--config", str(Path(__file__).parents[1] / "bertsent" / "configs" / "imdb-full.toml")])
+    (tmp_path / "imdb-full").rmdir()
+    (tmp_path / "imdb-full").write_text("epochs = 7\n")  # a file of that name is that file
+    assert parse_config(["--config", "imdb-full"]).epochs == 7
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--run-name", ""], "--run-name is empty"),
+    (["--run-name", "   "], "--run-name is empty"),
+    (["--resume", ""], "--resume is empty"),
+    (["--resume", " "], "--resume is empty"),
+])
+def test_an_empty_run_name_or_resume_is_refused_not_unset(flags, message):
+    with pytest.raises(UserError, match=message):
+        parse_config(flags)
+
+
+def test_text_flags_are_literal_and_none_still_unsets_numbers():
+    cfg = parse_config(["--run-name", "none", "--train-samples", "none", "--dropout", "None"])
+    assert (cfg.run_name, cfg.train_samples, cfg.dropout) == ("none", None, None)
+    assert parse_config(["--run-name", "None"]).run_name == "None"
+
+
+def test_an_empty_report_dir_or_input_file_is_refused(tmp_path):
+    from bertsent.evaluate import EvalConfig
+    from bertsent.predict import PredictConfig
+
+    with pytest.raises(UserError, match="--report-dir is empty"):
+        check_fields(from_mapping(parse_overrides(["--report-dir", ""], EvalConfig), EvalConfig))
+    with pytest.raises(UserError, match="--file is empty"):
+        check_fields(from_mapping(parse_overrides(["--file", ""], PredictConfig),
+                                  PredictConfig))
