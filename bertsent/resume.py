@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.config import TrainConfig, from_mapping
 from bertsent.errors import fail
+from bertsent.runfolder import relative_path
 
 # Changing these changes what is trained or the order it is seen in: never allowed.
 UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "labels", "max_length",
@@ -109,7 +109,4 @@ def same_or_relative(given: str, folder: Path) -> str:
     working directory: config files and results then hold no machine's absolute path."""
     if Path(given).expanduser().resolve() == folder.resolve():
         return given
-    try:
-        return os.path.relpath(folder)
-    except ValueError:  # another drive (Windows): no relative path exists
-        return str(folder)
+    return relative_path(folder)

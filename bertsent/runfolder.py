@@ -35,6 +35,15 @@ EVENT_FILES = "events.out.tfevents.*"
 MAX_NAME_BYTES = 200  # file systems allow 255; temporary names add a prefix and a pid
 
 
+def relative_path(path: Path | str) -> str:
+    """`path` relative to the working directory: what results record, so that a committed
+    result file names no machine's folders yet still works from where the run was started."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # another drive (Windows): no relative path exists
+        return str(path)
+
+
 def check_run_name(name: str) -> None:
     """One folder name: no separators, not '.' or '..', no control characters, not too long."""
     bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name

@@ -43,7 +43,7 @@ from bertsent.metrics import (
 from bertsent.model import META_FILE, check_max_length, load_model, load_tokenizer, unwrap
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.resume import RunFinished, resolve_resume
-from bertsent.runfolder import RunLock
+from bertsent.runfolder import RunLock, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
@@ -605,7 +605,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
         "device_name": device_name(run.device),
         "world_size": run.dist.world_size,
         "run_name": cfg.run_name,
-        "best_model_dir": best_dir.name,  # inside the run folder: no machine's path
+        "best_model_dir": relative_path(best_dir),  # from where the run started: no machine's
         "settings": {k: cfg.to_dict()[k] for k in RESULT_SETTINGS},
     }
     if run.dist.is_main:

@@ -431,5 +431,5 @@ def test_mapped_labels_resume_exactly(tiny_config, tmp_path):
     rest = train({**base, "run_name": "cut", "resume": "latest"})
     assert part["history"] + rest["history"] == full["history"]
     assert rest["labels"] == full["labels"] == ["1", "2", "9", "10"]
-    with pytest.raises(UserError, match="labels: \\['1', '2', '9', '10'\\] -> \\['10'"):
+    with pytest.raises(UserError, match="labels: None -> \\['10'"):
         train({**base, "run_name": "cut", "resume": "latest", "labels": "10,9,2,1"})

@@ -133,7 +133,7 @@ def test_results_name_no_absolute_path(tiny_config, tmp_path, monkeypatch):
     train(settings, hooks=Hooks(stop_after_step=4))
     train({**settings, "resume": "latest"})
     run = tmp_path / "ckpt" / "tiny"
-    assert json.loads((run / "metrics.json").read_text())["best_model_dir"] == "best"
+    assert json.loads((run / "metrics.json").read_text())["best_model_dir"] == "ckpt/tiny/best"
     assert json.loads((run / "config.json").read_text())["checkpoint_dir"] == "ckpt"
     state = bertsent.checkpoint.load_checkpoint(run / "step-12")
     assert not os.path.isabs(state["config"]["checkpoint_dir"])
