@@ -228,11 +228,11 @@ def run_bertsent(setup: Setup) -> dict[str, Any]:
     import torch
 
     from bertsent.config import TrainConfig
-    from bertsent.data import Collator, tokenize
     from bertsent.engine import evaluate
-    from bertsent.model import load_tokenizer, load_trained
+    from bertsent.export import load_trained
+    from bertsent.model import load_tokenizer
     from bertsent.runtime import autocast_for
-    from bertsent.sampling import EvalBatchSampler
+    from bertsent.tokens import eval_loader, tokenize
     from bertsent.train import train
 
     work = Path(tempfile.mkdtemp(prefix="bench-bertsent-"))
@@ -250,9 +250,8 @@ def run_bertsent(setup: Setup) -> dict[str, Any]:
     train_raw, test_raw = load_subsets(setup)
     enc_train = tokenize(train_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
     enc_test = tokenize(test_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
-    loader = torch.utils.data.DataLoader(
-        enc_test, batch_sampler=EvalBatchSampler(enc_test.lengths, cfg.eval_batch_size),
-        collate_fn=Collator(tokenizer.pad_token_id or 0, 8, setup.max_length))
+    loader = eval_loader(enc_test, cfg.eval_batch_size, tokenizer.pad_token_id or 0,
+                         setup.max_length)
     model = load_trained(result["best_model_dir"]).to(device)
     start = time.perf_counter()
     timed = evaluate(model, loader, device, num_labels=2,

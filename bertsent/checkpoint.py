@@ -134,6 +134,33 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+class GlobalRNG:
+    """The process's random generators as a checkpoint entry, like any object with a state."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return rng_state()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        set_rng_state(state)
+
+
+# One checkpoint dict holds everything needed to continue. Its live entries (model, optimizer,
+# scaler, weight average, progress, RNG) are objects saved through state_dict() and restored
+# through load_state_dict(), by the same two functions; its facts (config, labels, world_size)
+# describe the run and are read before it is rebuilt (resume.py, the class map).
+def capture(live: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint dict: each live object's state (None for one the run does not use)."""
+    return {**{k: None if v is None else v.state_dict() for k, v in live.items()}, **facts}
+
+
+def restore(live: dict[str, Any], saved: dict[str, Any]) -> None:
+    """The inverse of capture() for the live entries (an entry a checkpoint lacks is left as
+    built: a scaler or weight average that run did not use)."""
+    for key, target in live.items():
+        if target is not None and saved.get(key) is not None:
+            target.load_state_dict(saved[key])
+
+
 def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
     """One dict holding everything needed to continue, written atomically."""
     def write(tmp: Path) -> None:

@@ -1,30 +1,66 @@
-"""The single source of defaults: a dataclass that CLI flags and an optional TOML file map onto."""
+"""Settings: the dataclasses that are the single source of defaults for every entry point, and
+one rule per shared field. Nothing here parses flags or touches files (that is cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import os
 import types
 import typing
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
-import tomllib
-
 from bertsent.errors import fail
-from bertsent.labels import parse_label_list
-from bertsent.runfolder import check_run_name
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TRAINED_PRECISIONS = ("fp32", "bf16", "fp16")  # a saved model's outputs: no auto
 TRUNCATIONS = ("head", "tail", "head+tail")
 CLASS_WEIGHTS = ("none", "balanced")
+SPLITS = ("train", "validation", "test")
+MAX_NAME_BYTES = 200  # a run name's limit: file systems allow 255; temporary names add a prefix
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
+
+
+def parse_label_list(value: Any) -> list[str] | None:
+    """--labels as 'a,b,c' (CLI or TOML) or a TOML list: the one parse path for both."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")] if value.strip() else []
+        if not items:
+            return None
+    elif isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+        items = [str(v).strip() for v in value]
+    else:
+        fail(f"--labels must be a comma-separated string or a list of names, got {value!r}")
+    if any(not v for v in items):
+        fail(f"--labels has an empty name in {value!r}: list each label once, e.g. "
+             "--labels negative,positive")
+    twice = sorted({v for v in items if items.count(v) > 1})
+    if twice:
+        fail(f"--labels lists {', '.join(twice)} more than once: give each label once")
+    if len(items) < 2:
+        fail(f"--labels needs at least two labels, got {items}: list every class")
+    return items
+
+
+def check_run_name(name: str) -> None:
+    """One folder name: no separators, not '.' or '..', no control characters, not too long."""
+    bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
+           or (os.altsep and os.altsep in name) or any(ord(c) < 32 for c in name))
+    if bad:
+        fail(f"--run-name {name!r} must be one folder name (no '/', not '.' or '..'): "
+             "pass a plain name such as imdb-l6")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        fail(f"--run-name is {len(name.encode('utf-8', 'surrogateescape'))} bytes long: "
+             f"pass a name of at most {MAX_NAME_BYTES} bytes")
+
+
 
 
 @dataclass
@@ -98,7 +134,7 @@ class TrainConfig:
     resume_force: bool = _f(False, "resume even when safe-to-change settings differ")
     skip_nonfinite: bool = _f(False, "skip updates whose loss or gradient is NaN/inf")
 
-    def validate(self) -> TrainConfig:
+    def checked(self) -> TrainConfig:
         check_fields(self)
         if self.labels and self.num_labels is not None and len(self.labels) != self.num_labels:
             fail(f"--labels lists {len(self.labels)} labels but --num-labels is "
@@ -109,7 +145,46 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _flag(name: str) -> str:
+@dataclass
+class EvalConfig:
+    """Evaluate a saved model (a folder written by bertsent.train) on a labelled split."""
+
+    model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
+    data: str = _f("stanfordnlp/imdb", "hub dataset id or local data folder")
+    split: str = _f("test", "which split to score", choices=SPLITS)
+    samples: int | None = _f(None, "shuffled reviews of the split to score (default: all)")
+    seed: int = _f(42, "seed of the shuffle (42 matches bertsent.train's default test subset)")
+    text_column: str = _f("text", "name of the text column")
+    label_column: str = _f("label", "name of the label column: strings (or integers that are "
+                           "not 0..n-1, like ratings) are matched to the model's label names; "
+                           "integers 0..n-1 are its class ids")
+    max_length: int | None = _f(None, "default: the length the model was trained with")
+    truncation: str | None = _f(None, "default: the strategy the model was trained with",
+                                choices=TRUNCATIONS)
+    batch_size: int = _f(64, "evaluation batch size")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _f("fp32", "fp32 (exact), bf16, fp16 or auto",
+                        choices=PRECISIONS)
+    cache_dir: str = _f("~/.cache/bertsent", "where tokenised datasets are cached")
+    report_dir: str | None = _f(None, "also write a report folder (metrics, plots, mistakes)")
+
+
+@dataclass
+class PredictConfig:
+    """Predict the sentiment of texts with a model saved by bertsent.train: give the texts as
+    arguments after the flags, one per line with --file, or on stdin."""
+
+    model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
+    file: str | None = _f(None, "read texts from this file, one per line")
+    json: bool = _f(False, "print one JSON object per line")
+    batch_size: int = _f(32, "texts per forward pass")
+    max_length: int | None = _f(None, "default: the length the model was trained with")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _f("fp32", "fp32 (matches transformers.pipeline), bf16 or fp16",
+                        choices=TRAINED_PRECISIONS)
+
+
+def flag_name(name: str) -> str:
     return name.replace("_", "-")
 
 
@@ -133,15 +208,13 @@ _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "un
     "report_dir": "pass a new folder, or leave the flag out for no report",
     "file": "pass a text file, or leave the flag out to read standard input",
 }
-# Limits on what a report draws, so that its size stays bounded whatever the class count.
-PR_CURVE_MAX_CLASSES = 20  # one precision-recall curve per class (picture and TensorBoard)
 
 
 def check_field(name: str, value: Any) -> None:
     """Refuse a value that no run could use, in one line that names the flag."""
     if value is None or isinstance(value, bool):
         return
-    flag = f"--{_flag(name)}"
+    flag = f"--{flag_name(name)}"
     if name in _NOT_BLANK and isinstance(value, str) and not value.strip():
         fail(f"{flag} is empty: {_NOT_BLANK[name]}")
     if isinstance(value, float) and not math.isfinite(value):
@@ -162,111 +235,17 @@ def check_field(name: str, value: Any) -> None:
         check_run_name(value)
 
 
-def check_output_folder(path: str, flag: str, new: bool = False) -> None:
-    """A folder the run will write into: refused now if it is a file or cannot be written.
-
-    new: the folder must be new or empty, because what is written there would replace files
-    of the same name (an evaluation report over a run's own metrics.json)."""
-    folder = Path(path).expanduser()
-    if folder.exists() and not folder.is_dir():
-        fail(f"{flag} {path} is a file: pass a folder path")
-    if new and folder.is_dir():
-        try:
-            held = sorted(p.name for p in folder.iterdir())
-        except OSError as exc:
-            fail(f"cannot read {path} ({exc.strerror}): pass a new or empty {flag}")
-        if held:
-            fail(f"{flag} {path} already holds files ({', '.join(held[:3])}"
-                 f"{', ...' if len(held) > 3 else ''}): pass a new or empty folder")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"ok")
-        probe.unlink()
-    except OSError as exc:
-        fail(f"cannot write to {path} ({exc.strerror}): pass a writable {flag}")
-
-
 def check_fields(cfg: Any) -> None:
     for f in fields(cfg):
         check_field(f.name, getattr(cfg, f.name))
 
 
-def _base_type(tp: Any) -> tuple[type, bool]:
+def base_type(tp: Any) -> tuple[type, bool]:
     """(int, True) for `int | None`; (float, False) for `float`."""
     if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return args[0], True
     return tp, False
-
-
-def _optional(kind: type) -> Any:
-    """'none' (or nothing) means "not set" for an optional number; text flags (run names,
-    paths) are taken literally, so `--run-name none` names a run "none"."""
-    if kind is str:
-        return str
-
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "") else kind(text)
-
-    parse.__name__ = kind.__name__
-    return parse
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr and exit 2 (no usage dump)."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
-
-
-def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argparse.ArgumentParser:
-    """One --flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
-    parser = OneLineParser(prog=prog, description=cls.__doc__,
-                           argument_default=argparse.SUPPRESS)
-    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins), or "
-                        f"a shipped preset: {', '.join(preset_names())}")
-    hints = typing.get_type_hints(cls)
-    for f in fields(cls):
-        kind, optional = _base_type(hints[f.name])
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-        if kind is bool:
-            parser.add_argument(f"--{_flag(f.name)}", action=argparse.BooleanOptionalAction,
-                                help=help_text)
-        elif "parse" in f.metadata:  # a field with its own parser (e.g. a list as 'a,b')
-            parser.add_argument(f"--{_flag(f.name)}", type=f.metadata["parse"],
-                                help=help_text, metavar=f.name.upper())
-        else:
-            parser.add_argument(f"--{_flag(f.name)}", type=_optional(kind) if optional else kind,
-                                choices=f.metadata.get("choices"), help=help_text,
-                                metavar=f.name.upper())
-    return parser
-
-
-PRESETS = Path(__file__).parent / "configs"  # named settings shipped with bertsent
-
-
-def preset_names() -> list[str]:
-    return sorted(p.stem for p in PRESETS.glob("*.toml"))
-
-
-def load_toml(path: str) -> dict[str, Any]:
-    """A TOML file, or the name of a shipped preset (`--config imdb-full`): the preset unless
-    a file of that name exists (a folder of that name in the working directory is no file)."""
-    if path in preset_names() and not Path(path).is_file():  # a folder ./imdb-full/ too
-        path = str(PRESETS / f"{path}.toml")
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        fail(f"config file {path} does not exist: pass an existing TOML file to --config, or "
-             f"a shipped preset ({', '.join(preset_names()) or 'none'})")
-    except UnicodeDecodeError:
-        fail(f"config file {path} is not UTF-8 text: re-encode it as UTF-8")
-    except tomllib.TOMLDecodeError as exc:
-        fail(f"config file {path} is not valid TOML ({exc}): fix the syntax")
-    except OSError as exc:
-        fail(f"config file {path} cannot be read ({exc.strerror}): check the path")
 
 
 def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = "config") -> Any:
@@ -286,7 +265,7 @@ def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = 
         if "parse" in known[name].metadata:  # the same parser as the flag's
             kwargs[name] = known[name].metadata["parse"](value)
             continue
-        kind, optional = _base_type(hints[name])
+        kind, optional = base_type(hints[name])
         if value is None and optional:
             kwargs[name] = None
             continue
@@ -302,16 +281,3 @@ def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = 
     return cls(**kwargs)
 
 
-def parse_overrides(argv: list[str] | None = None, cls: type = TrainConfig,
-                    prog: str = "bertsent.train") -> dict[str, Any]:
-    """Only the settings the user gave: CLI flags over an optional TOML file (checked)."""
-    args = vars(build_parser(cls, prog).parse_args(argv))
-    config_path = args.pop("config", None)
-    file_values = load_toml(config_path) if config_path else {}
-    from_mapping(file_values, cls, source=f"config file {config_path}")  # the file's keys alone
-    return {**{k.replace("-", "_"): v for k, v in file_values.items()}, **args}
-
-
-def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    """CLI flags over an optional TOML file over dataclass defaults."""
-    return from_mapping(parse_overrides(argv)).validate()

@@ -1,5 +1,6 @@
-"""Datasets in, padded tensor batches out: loading, validation, seeded subsets, cached
-tokenisation with head/tail truncation, and the dynamic-padding collate function."""
+"""Datasets in: local folders and hub ids read into splits, which split does what, the checks
+a split must pass, labels as class ids, and the seeded subsets (tokens.py turns texts into
+tensors)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 from datasets import Dataset, DatasetDict
 
 from bertsent.errors import fail
@@ -27,15 +27,7 @@ from bertsent.labels import (
     is_integer,
     is_string,
 )
-
-# whitespace and the zero-width characters that render as nothing: a text of only these is empty
-BLANK = r"[\s\x{200b}\x{200c}\x{200d}\x{2060}\x{feff}]+"
-BLANK_RE = re.compile(r"[\s\u200b\u200c\u200d\u2060\ufeff]+")
-
-
-def is_blank(text: str) -> bool:
-    return not BLANK_RE.sub("", text)
-
+from bertsent.tokens import BLANK
 
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
 VALIDATION_SPLITS = ("validation", "val")  # names a data set's own validation split goes by
@@ -374,6 +366,32 @@ def apply_labels(ds: Dataset, labels: LabelMap, name: str, known_by: str = "the 
                                                  new_fingerprint=key.hexdigest()[:24])
 
 
+def labelled_splits(data: str, text_column: str, label_column: str,
+                    given: list[str] | None = None, num_labels: int | None = None,
+                    saved: dict | None = None, say=print) -> tuple[Splits, LabelMap]:
+    """Read the data, decide which split does what, check every split, and map its labels to
+    class ids: the splits ready to subset and tokenise, and the class map.
+
+    The classes come from the whole train split (not a --train-samples subset, so they do not
+    change with it). A resumed run passes its checkpoint's map (`saved`), which is taken
+    exactly as it was; the data is only checked to still map onto it.
+    """
+    splits = pick_splits(load_raw(data), data, label_column)
+    if splits.note:
+        say(splits.note)
+    train = check_split(splits.train, "train", text_column, label_column)
+    labels = LabelMap(names=tuple(saved["names"]), by_id=bool(saved["by_id"])) if saved else \
+        LabelMap.from_column(train.data.column("label"), given, num_labels)
+
+    def ready(ds: Dataset, name: str) -> Dataset:
+        return apply_labels(check_split(ds, name, text_column, label_column), labels, name)
+
+    valid = splits.validation
+    return Splits(apply_labels(train, labels, "train"), ready(splits.test, splits.test_split),
+                  ready(valid, "validation") if valid is not None else None,
+                  splits.test_split, splits.note), labels
+
+
 # ---------------------------------------------------------------- seeded subsets
 @dataclass(frozen=True)
 class SubsetIndices:
@@ -419,126 +437,3 @@ def test_subset(n_test: int, samples: int | None, seed: int, flag: str = "--eval
         fail(f"{flag} {samples} is larger than the test split ({n_test} rows): lower it or "
              "omit it to use all")
     return np.random.default_rng(seed + 1).permutation(n_test)[:samples]
-
-
-# ---------------------------------------------------------------- tokenisation
-def truncate_ids(ids: list[int], budget: int, strategy: str) -> list[int]:
-    """Keep `budget` tokens: the head, the tail, or a quarter head + three quarters tail."""
-    if len(ids) <= budget:
-        return ids
-    if strategy == "head":
-        return ids[:budget]
-    if strategy == "tail":
-        return ids[len(ids) - budget:]
-    head = budget // 4
-    return ids[:head] + ids[len(ids) - (budget - head):]
-
-
-def special_tokens(tokenizer) -> tuple[list[int], list[int]]:
-    """The ids the tokenizer puts before and after a single text ([CLS] / [SEP] for BERT)."""
-    plain = tokenizer("hello", add_special_tokens=False)["input_ids"]
-    full = tokenizer("hello", add_special_tokens=True)["input_ids"]
-    for i in range(len(full) - len(plain) + 1):
-        if full[i : i + len(plain)] == plain:
-            return full[:i], full[i + len(plain):]
-    raise ValueError("cannot locate the text between the tokenizer's special tokens")
-
-
-def encode_texts(texts: list[str], tokenizer, max_length: int, truncation: str) -> list[list[int]]:
-    """Token ids with special tokens, at most max_length long."""
-    prefix, suffix = special_tokens(tokenizer)
-    budget = max_length - len(prefix) - len(suffix)
-    if truncation == "head":  # the tokenizer can stop early: much faster on long reviews
-        enc = tokenizer(texts, add_special_tokens=False, truncation=True, max_length=budget)
-    else:
-        enc = tokenizer(texts, add_special_tokens=False, verbose=False)
-    return [prefix + truncate_ids(ids, budget, truncation) + suffix for ids in enc["input_ids"]]
-
-
-def tokenizer_fingerprint(tokenizer) -> str:
-    """Identity of what the tokenizer produces (not of its transient truncation/padding state)."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        spec = json.loads(backend.to_str())
-        spec["truncation"] = spec["padding"] = None
-        blob = json.dumps(spec, sort_keys=True)
-    else:
-        blob = repr(sorted(tokenizer.get_vocab().items()))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-class EncodedDataset(torch.utils.data.Dataset):
-    """Token ids and labels held in memory; an item is (index, ids, label)."""
-
-    def __init__(self, input_ids: list[np.ndarray], labels: np.ndarray):
-        self.input_ids = input_ids
-        self.labels = np.asarray(labels, dtype=np.int64)
-        self.lengths = np.array([len(x) for x in input_ids], dtype=np.int64)
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-    def __getitem__(self, i: int) -> tuple[int, np.ndarray, int]:
-        return i, self.input_ids[i], int(self.labels[i])
-
-
-def tokenize(ds: Dataset, tokenizer, max_length: int, truncation: str,
-             cache_dir: str | None) -> EncodedDataset:
-    """Tokenise once with datasets.map(batched=True), cached on disk by data, tokenizer and
-    max length, so later runs (and the other entry points) reuse it."""
-    key = hashlib.sha256(
-        f"v1|{ds._fingerprint}|{tokenizer_fingerprint(tokenizer)}|{max_length}|{truncation}"
-        .encode()).hexdigest()[:24]
-    in_memory: dict = {"keep_in_memory": True}
-    kwargs = in_memory  # without a usable cache folder: nothing is written anywhere
-    if cache_dir:
-        folder = Path(cache_dir).expanduser()
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            probe = folder / f".write-test-{os.getpid()}"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-            kwargs = {"cache_file_name": str(folder / f"tokens-{key}.arrow")}
-        except OSError:
-            pass  # an unwritable cache only costs time
-
-    def encode(**kw):
-        return ds.map(
-            lambda batch: {"input_ids": encode_texts(batch["text"], tokenizer, max_length,
-                                                     truncation)},
-            batched=True, batch_size=1000, remove_columns=["text"], new_fingerprint=key,
-            desc="tokenising", **kw)
-
-    try:
-        encoded = encode(**kwargs)
-    except OSError:  # the cache folder filled up or turned read-only midway
-        encoded = encode(**in_memory)
-    ids = encoded.data.column("input_ids")
-    arrays = [np.asarray(x, dtype=np.int64) for x in ids.to_pylist()]
-    return EncodedDataset(arrays, encoded.data.column("label").to_numpy())
-
-
-# ---------------------------------------------------------------- batching
-class Collator:
-    """Dynamic padding: each batch is padded to its longest review, rounded up to a multiple
-    (8 for tensor cores / AMX tiles, 64 under torch.compile so shapes repeat)."""
-
-    def __init__(self, pad_id: int, multiple: int = 8, max_length: int | None = None):
-        self.pad_id, self.multiple, self.max_length = pad_id, multiple, max_length
-
-    def __call__(self, items: list[tuple[int, np.ndarray, int]]) -> dict[str, torch.Tensor]:
-        longest = max(len(ids) for _, ids, _ in items)
-        width = -(-longest // self.multiple) * self.multiple
-        if self.max_length is not None:
-            width = max(longest, min(width, self.max_length))
-        input_ids = np.full((len(items), width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((len(items), width), dtype=np.int64)
-        for row, (_, ids, _) in enumerate(items):
-            input_ids[row, : len(ids)] = ids
-            mask[row, : len(ids)] = 1
-        return {
-            "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(mask),
-            "labels": torch.tensor([label for _, _, label in items], dtype=torch.long),
-            "index": torch.tensor([i for i, _, _ in items], dtype=torch.long),
-        }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -73,3 +76,34 @@ def world_size_from_env() -> int:
 
 def is_main_env() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
+
+
+def say(message: str, dist: DistInfo | None = None) -> None:
+    """One line on stderr from the main process only (before the process group exists, the
+    launcher's RANK tells which one that is)."""
+    if (dist.is_main if dist is not None else is_main_env()):
+        print(message, file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def main_process_first(dist: DistInfo) -> Iterator[None]:
+    """The main process does the work first (filling a cache); the others wait, then read it."""
+    if not dist.is_main:
+        barrier()
+    yield
+    if dist.is_main:
+        barrier()
+
+
+def wrap(model: torch.nn.Module, compile: bool, dist: DistInfo, device: torch.device
+         ) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """(what training calls, what evaluation calls): compiled, then DDP-wrapped for training.
+    Evaluation runs the model inside DDP: ranks hold unequal numbers of evaluation batches,
+    and DDP's forward would wait for the others."""
+    if compile:
+        model = torch.compile(model, dynamic=False)
+    if not dist.enabled:
+        return model, model
+    ids = [device.index] if device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, broadcast_buffers=False), model

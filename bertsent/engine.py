@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -12,10 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bertsent.errors import fail
-from bertsent.metrics import compute_metrics
+from bertsent.metrics import compute_metrics, expected_calibration_error, softmax
 from bertsent.optim import set_lr
-from bertsent.runtime import AutocastFactory
+from bertsent.runtime import AutocastFactory, out_of_memory_is_one_line
 from bertsent.tracking import Meter
 
 
@@ -23,7 +23,6 @@ from bertsent.tracking import Meter
 class StepResult:
     loss: float  # mean (class-weighted) loss per sample of the step, all micro-batches/ranks
     grad_norm: float  # global norm before clipping
-    num_items: int  # samples in the step, all ranks
     skipped: bool = False  # the update was skipped because loss or gradient was not finite
 
 
@@ -92,29 +91,7 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     elif finite:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss=mean_loss, grad_norm=grad_norm, num_items=num_items,
-                      skipped=not finite)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, torch.OutOfMemoryError):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text
-                                              or "can't allocate memory" in text)
-
-
-@contextlib.contextmanager
-def out_of_memory_is_one_line(shape: tuple[int, ...]):
-    """Running out of memory in an evaluation pass names the flag that fixes it."""
-    try:
-        yield
-    except (RuntimeError, MemoryError) as exc:
-        if not (_is_oom(exc) or isinstance(exc, MemoryError)):
-            raise
-        fail(f"out of memory evaluating a batch of {shape[0]} x {shape[1]} tokens: lower the "
-             "evaluation batch size (--eval-batch-size for bertsent.train, --batch-size for "
-             "evaluate and predict)")
+    return StepResult(loss=mean_loss, grad_norm=grad_norm, skipped=not finite)
 
 
 @dataclass
@@ -123,6 +100,11 @@ class EvalResult:
     logits: np.ndarray  # (n, num_labels), in the dataset's order of `indices`
     labels: np.ndarray
     indices: np.ndarray
+    probs: np.ndarray  # softmax of the logits, computed once for every consumer
+
+    @functools.cached_property
+    def calibration_error(self) -> float:
+        return expected_calibration_error(self.labels, self.probs) if len(self.labels) else 0.0
 
 
 @torch.inference_mode()
@@ -185,4 +167,4 @@ def evaluate(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tensor]],
     if len(np.unique(indices)) != len(indices):
         raise AssertionError("an evaluation sample was counted twice")
     return EvalResult(compute_metrics(logits, labels, num_labels, names), logits, labels,
-                      indices)
+                      indices, softmax(logits) if len(labels) else logits)

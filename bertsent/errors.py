@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -20,6 +21,10 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+def _terminated(signum, frame) -> NoReturn:
+    raise Interrupted(signum, "interrupted (SIGTERM)")
+
+
 def fail(message: str) -> NoReturn:
     raise UserError(message)
 
@@ -27,8 +32,12 @@ def fail(message: str) -> NoReturn:
 def run_cli(entry: Callable[[], int | None]) -> int:
     """Run a CLI entry point, turning a UserError into one line on stderr and exit status 2.
 
-    KeyboardInterrupt without a handler of our own exits 130 quietly (no traceback).
+    KeyboardInterrupt without a handler of our own exits 130 quietly (no traceback). The
+    imports are done by now: Ctrl-C raises KeyboardInterrupt again and SIGTERM unwinds the same
+    way (Interrupted), so that temporary files and locks are cleaned up on the way out.
     """
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, _terminated)}
     try:
         return int(entry() or 0)
     except UserError as exc:
@@ -37,3 +46,6 @@ def run_cli(entry: Callable[[], int | None]) -> int:
     except KeyboardInterrupt as exc:
         print(str(exc) or "interrupted", file=sys.stderr)
         return 128 + getattr(exc, "signum", 2)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -12,7 +12,6 @@ needed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,30 +25,6 @@ NO_LABEL = -1  # what Hugging Face datasets put where a row has no label (hidden
 SHOWN_CHARS = 30  # a value quoted in a message is cut to this many characters
 # a string that is an integer written the one way Python writes it: 0, 7, -1, 10 (not 01, +1)
 CANONICAL_INTEGER = r"^(0|-?[1-9][0-9]{0,17})$"
-
-
-def parse_label_list(value: Any) -> list[str] | None:
-    """--labels as 'a,b,c' (CLI or TOML) or a TOML list: the one parse path for both."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        items = [v.strip() for v in value.split(",")] if value.strip() else []
-        if not items:
-            return None
-    elif isinstance(value, (list, tuple)) and all(
-            isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-        items = [str(v).strip() for v in value]
-    else:
-        fail(f"--labels must be a comma-separated string or a list of names, got {value!r}")
-    if any(not v for v in items):
-        fail(f"--labels has an empty name in {value!r}: list each label once, e.g. "
-             "--labels negative,positive")
-    twice = sorted({v for v in items if items.count(v) > 1})
-    if twice:
-        fail(f"--labels lists {', '.join(twice)} more than once: give each label once")
-    if len(items) < 2:
-        fail(f"--labels needs at least two labels, got {items}: list every class")
-    return items
 
 
 def numeric_values(names: list[str] | tuple[str, ...]) -> np.ndarray | None:
@@ -201,9 +176,6 @@ class LabelMap:
                 fail(f"the {split} split has label{'s' if len(missing) > 1 else ''} "
                      f"{_show(missing)} that --labels does not list ({_list(given, 10)}): "
                      f"add {'them' if len(missing) > 1 else 'it'} to --labels")
-            if num_labels is not None and num_labels != len(given):
-                fail(f"--labels lists {len(given)} labels but --num-labels is {num_labels}: omit "
-                     "--num-labels or make them agree")
             return cls(names=tuple(given), by_id=False)
         if num_labels is not None and num_labels != len(values):
             fail(f"the {split} split has {len(values)} labels ({_show(values, 10)}) but "

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -99,17 +95,3 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
             accuracy = (preds[inside] == labels[inside]).mean()
             ece += inside.mean() * abs(accuracy - conf[inside].mean())
     return float(ece)
-
-
-def strict_json(obj: Any, **kwargs: Any) -> str:
-    """JSON that every parser reads: NaN and infinities (a diverged loss) become null."""
-    def clean(x: Any) -> Any:
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: clean(v) for k, v in x.items()}
-        if isinstance(x, (list, tuple)):
-            return [clean(v) for v in x]
-        return x
-
-    return json.dumps(clean(obj), allow_nan=False, **kwargs)

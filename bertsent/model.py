@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -11,19 +10,12 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from bertsent.errors import fail
 from bertsent.hub import hub_answers
-from bertsent.labels import LabelMap
 
 transformers.logging.set_verbosity_error()
 transformers.utils.logging.disable_progress_bar()
-META_FILE = "bertsent.json"  # training settings stored beside a saved model
 
 
-def label_names(num_labels: int) -> dict[int, str]:
-    """Names of integer ids 0..n-1: negative/positive for two classes, else '0', '1', ..."""
-    return LabelMap.identity(num_labels).id2label
-
-
-def _where(name: str) -> str:
+def where(name: str) -> str:
     """What to tell the user when `name` cannot be loaded."""
     path = Path(name).expanduser()
     if path.is_dir():
@@ -41,7 +33,7 @@ def load_tokenizer(name: str):
     try:
         return AutoTokenizer.from_pretrained(name)
     except Exception:  # noqa: BLE001 - hub, file and format errors all mean the same to a user
-        fail(_where(name))
+        fail(where(name))
 
 
 DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout",
@@ -52,15 +44,18 @@ def load_model(name: str, num_labels: int, dropout: float | None = None,
                names: list[str] | tuple[str, ...] | None = None) -> torch.nn.Module:
     """AutoModelForSequenceClassification with named labels (id2label/label2id in its config,
     so pipeline and predict print them) and SDPA attention."""
-    names = dict(enumerate(names)) if names is not None else label_names(num_labels)
+    from bertsent.labels import LabelMap  # pyarrow: not for predict, which never gets here
+
+    names = dict(enumerate(names)) if names is not None else \
+        LabelMap.identity(num_labels).id2label
     if len(names) != num_labels:
         raise ValueError(f"{len(names)} label names for {num_labels} labels")
     try:
         config = AutoConfig.from_pretrained(name)
     except Exception:  # noqa: BLE001
-        fail(_where(name))
+        fail(where(name))
     if getattr(config, "num_labels", num_labels) != num_labels and \
-            (Path(name) / META_FILE).exists():
+            (Path(name) / "bertsent.json").exists():  # a bertsent export: its head is trained
         fail(f"model {name} was trained with {config.num_labels} labels but this run has "
              f"{num_labels}: fine-tune its base model, or use data with its labels")
     kwargs = dict(num_labels=num_labels, id2label=names, ignore_mismatched_sizes=True,
@@ -77,31 +72,8 @@ def load_model(name: str, num_labels: int, dropout: float | None = None,
             fail(f"cannot build a classifier from {name} ({str(exc).splitlines()[0][:160]}): "
                  "pass a BERT-family model")
         except Exception:  # noqa: BLE001
-            fail(_where(name))
+            fail(where(name))
     raise AssertionError("unreachable")
-
-
-def load_trained(folder: str) -> torch.nn.Module:
-    """A fine-tuned classifier with the label count and names it was saved with."""
-    try:
-        config = AutoConfig.from_pretrained(folder)
-    except Exception:  # noqa: BLE001
-        fail(_where(folder))
-    try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            folder, attn_implementation="sdpa", output_loading_info=True)
-    except ValueError:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            folder, output_loading_info=True)
-    except Exception:  # noqa: BLE001
-        fail(_where(folder))
-    if config.num_labels < 2:
-        fail(f"{folder} is not a classification model: pass a folder written by bertsent.train")
-    if any("classifier" in key for key in info.get("missing_keys", [])):
-        fail(f"{folder} has no trained classification head (its classifier weights are not in "
-             "the folder, so its answers would be random): fine-tune it with bertsent.train "
-             "and pass the folder it writes, e.g. checkpoints/<run>/best")
-    return model.eval()
 
 
 def check_max_length(model: torch.nn.Module, max_length: int, name: str) -> None:
@@ -110,25 +82,3 @@ def check_max_length(model: torch.nn.Module, max_length: int, name: str) -> None
     if limit is not None and max_length > limit:
         fail(f"--max-length {max_length} exceeds what {name} supports ({limit}): "
              f"pass --max-length {limit} or less")
-
-
-def read_meta(folder: str) -> dict:
-    """Training settings (max length, truncation) saved with a model by bertsent, if any."""
-    path = Path(folder).expanduser() / META_FILE
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        fail(f"{path} is unreadable: delete it or re-export the model")
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model inside DDP and torch.compile wrappers (so state dicts have no prefix)."""
-    while True:
-        if hasattr(model, "module"):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model

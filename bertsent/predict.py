@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import torch
 
-from bertsent.config import _f, check_fields, from_mapping, parse_overrides
-from bertsent.data import Collator, encode_texts, is_blank
-from bertsent.engine import out_of_memory_is_one_line
+from bertsent.cli import parse_overrides
+from bertsent.config import PredictConfig, check_fields, from_mapping
 from bertsent.errors import fail, run_cli
-from bertsent.metrics import strict_json
-from bertsent.model import check_max_length, load_tokenizer, load_trained, read_meta
-from bertsent.runtime import autocast_for, pick_device
-
-
-@dataclass
-class PredictConfig:
-    """Predict the sentiment of texts with a model saved by bertsent.train: give the texts as
-    arguments after the flags, one per line with --file, or on stdin."""
-
-    model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
-    file: str | None = _f(None, "read texts from this file, one per line")
-    json: bool = _f(False, "print one JSON object per line")
-    batch_size: int = _f(32, "texts per forward pass")
-    max_length: int | None = _f(None, "default: the length the model was trained with")
-    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
-    precision: str = _f("fp32", "fp32 (matches transformers.pipeline), bf16 or fp16",
-                        choices=("fp32", "bf16", "fp16"))
+from bertsent.export import load_exported
+from bertsent.jsonio import strict_json
+from bertsent.runtime import autocast_for, out_of_memory_is_one_line, pick_device
+from bertsent.tokens import Collator, encode_texts, is_blank
 
 
 @torch.inference_mode()
@@ -88,20 +72,16 @@ def main(argv: list[str] | None = None) -> int:
         flags, texts = _split_positional(args)
         cfg = from_mapping(parse_overrides(flags, PredictConfig, "bertsent.predict"),
                            cls=PredictConfig)
-        if not cfg.model:
+        if not cfg.model:  # before reading stdin
             fail("--model is required: pass a model folder such as checkpoints/<run>/best")
         check_fields(cfg)
         texts = read_texts(cfg, texts)
-        meta = read_meta(cfg.model)
-        max_length = cfg.max_length if cfg.max_length is not None else \
-            meta.get("max_length", 512)
         device = pick_device(cfg.device)
-        tokenizer, model = load_tokenizer(cfg.model), load_trained(cfg.model).to(device)
-        check_max_length(model, max_length, cfg.model)
-        probs = predict_proba(model, tokenizer, texts, max_length=max_length,
-                              truncation=meta.get("truncation", "head"),
+        loaded = load_exported(cfg.model, device, cfg.max_length)
+        probs = predict_proba(loaded.model, loaded.tokenizer, texts,
+                              max_length=loaded.max_length, truncation=loaded.truncation,
                               batch_size=cfg.batch_size, device=device, precision=cfg.precision)
-        names = [model.config.id2label[i] for i in range(probs.shape[1])]
+        names = loaded.names
         width = max(8, *map(len, names))
         for text, p in zip(texts, probs.tolist(), strict=True):
             label = names[max(range(len(p)), key=p.__getitem__)]

@@ -13,17 +13,11 @@ import numpy as np  # noqa: E402
 from sklearn.calibration import calibration_curve  # noqa: E402
 from sklearn.metrics import ConfusionMatrixDisplay, PrecisionRecallDisplay  # noqa: E402
 
-from bertsent.config import PR_CURVE_MAX_CLASSES  # noqa: E402
 from bertsent.curves import quiet_figures  # noqa: E402
 from bertsent.engine import EvalResult  # noqa: E402
-from bertsent.metrics import (  # noqa: E402
-    confident_mistakes,
-    confusion,
-    expected_calibration_error,
-    softmax,
-    strict_json,
-)
-from bertsent.tracking import RunLogger  # noqa: E402
+from bertsent.jsonio import strict_json  # noqa: E402
+from bertsent.metrics import confident_mistakes, confusion  # noqa: E402
+from bertsent.tracking import PR_CURVE_MAX_CLASSES, RunLogger  # noqa: E402
 
 # A picture per class pair grows with the square of the class count: 150 classes once took
 # over 4 GB. Draw what stays readable, within a bounded figure, and say what was left out.
@@ -122,7 +116,7 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
     out.mkdir(parents=True, exist_ok=True)
     names = metrics["labels"]
     n = len(names)
-    probs = softmax(result.logits)
+    probs = result.probs
     preds = probs.argmax(axis=1)
     texts = [texts[i] for i in result.indices]
     notes = []
@@ -135,8 +129,8 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
     if n > PR_CURVE_MAX_CLASSES:
         notes.append(f"per-class precision-recall curves not drawn: {n} classes (they are "
                      f"drawn up to {PR_CURVE_MAX_CLASSES})")
-    metrics = {**metrics, "expected_calibration_error": expected_calibration_error(
-        result.labels, probs), "report_notes": notes}
+    metrics = {**metrics, "expected_calibration_error": result.calibration_error,
+               "report_notes": notes}
     metrics.setdefault("confusion_matrix", confusion(result.logits, result.labels, n))
     (out / "metrics.json").write_text(strict_json(metrics, indent=2))
     (out / "mistakes.md").write_text("# The 20 most confident mistakes\n\n"
@@ -147,11 +141,10 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
         if n == 2 and len(np.unique(result.labels)) == 2:
             figures["precision_recall"] = pr_figure(result.labels, probs[:, 1])
             figures["reliability"] = reliability_figure(result.labels, probs[:, 1])
-            logger.pr_curve("eval/pr_curve", result.labels, probs[:, 1], 0)
         elif 2 < n <= PR_CURVE_MAX_CLASSES and len(result.labels):
             figures["precision_recall"] = pr_figure_per_class(result.labels, probs, names)
-            for i, name in enumerate(names):
-                logger.pr_curve(f"eval/pr_curve/{name}", result.labels == i, probs[:, i], 0)
+        if len(result.labels):
+            logger.pr_curves("eval", result.labels, probs, names, 0)
         for name, fig in figures.items():
             if fig is not None:
                 fig.savefig(out / f"{name}.png", dpi=120)

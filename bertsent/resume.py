@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.config import TrainConfig, from_mapping
 from bertsent.errors import fail
-from bertsent.runfolder import relative_path
+from bertsent.labels import LabelMap
+from bertsent.runfolder import METRICS, is_finished, relative_path
 
 # Changing these changes what is trained or the order it is seen in: never allowed.
 UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "labels", "max_length",
@@ -57,9 +59,23 @@ class RunFinished(Exception):
 
     def __init__(self, run_folder: Path, metrics: dict):
         super().__init__(f"run {run_folder.name} is finished (its results are in "
-                         f"{run_folder / 'metrics.json'}): nothing to resume; start a new "
+                         f"{run_folder / METRICS}): nothing to resume; start a new "
                          "--run-name to train again")
         self.metrics = metrics
+
+
+def saved_labels(state: dict | None) -> dict | None:
+    """The class map a checkpoint was trained with (None for a new run). Checkpoints written
+    before the map had an entry of its own kept it in their config (num_labels, and labels
+    when not plain ids)."""
+    if state is None:
+        return None
+    if "labels" in state:
+        return state["labels"]
+    config = state["config"]
+    if config.get("labels"):
+        return {"names": list(config["labels"]), "by_id": False}
+    return {"names": list(LabelMap.identity(config["num_labels"]).names), "by_id": True}
 
 
 def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
@@ -69,7 +85,7 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
     copy, never in the folder it was copied from), so the run name and checkpoint root come
     from that folder; a --run-name that names another folder is refused.
     """
-    cfg = from_mapping(overrides).validate()
+    cfg = from_mapping(overrides).checked()
     if not cfg.resume:
         return cfg, None
     if cfg.resume == "latest":
@@ -88,12 +104,12 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
     saved = state["config"]
     merged = {**saved, **overrides, "run_name": run_folder.name,
               "checkpoint_dir": same_or_relative(cfg.checkpoint_dir, run_folder.parent)}
-    cfg = from_mapping(merged).validate()
+    cfg = from_mapping(merged).checked()
     saved_world, world = state.get("world_size", 1), D.world_size_from_env()
     check_compatible(saved, saved_world, cfg, world)
-    if (run_folder / "metrics.json").is_file():
+    if is_finished(run_folder):
         try:
-            metrics = json.loads((run_folder / "metrics.json").read_text())
+            metrics = json.loads((run_folder / METRICS).read_text())
         except (OSError, ValueError):
             metrics = {}
         raise RunFinished(run_folder, metrics)
@@ -110,3 +126,12 @@ def same_or_relative(given: str, folder: Path) -> str:
     if Path(given).expanduser().resolve() == folder.resolve():
         return given
     return relative_path(folder)
+
+
+def resume_command(cfg: TrainConfig) -> str:
+    """The whole command that continues this run (`--resume latest` alone would pick the newest
+    run of the checkpoint root, which may be another one)."""
+    where = "" if cfg.checkpoint_dir == TrainConfig.checkpoint_dir else \
+        f" --checkpoint-dir {shlex.quote(cfg.checkpoint_dir)}"
+    return (f"python -m bertsent.train --resume latest --run-name {shlex.quote(cfg.run_name)}"
+            f"{where}")

@@ -23,16 +23,17 @@ import secrets
 import socket
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bertsent.checkpoint import STEP_PREFIX, step_checkpoints
 from bertsent.errors import fail
 
 LOCK_FILE = ".lock"
 RUN_ID_FILE = "run-id"  # in checkpoints/<run>/: the run's id, written when it first starts
 LOG_OWNER_FILE = "run-owner.json"  # in runs/<run>/: the id (and folder) of the run it belongs to
 EVENT_FILES = "events.out.tfevents.*"
-MAX_NAME_BYTES = 200  # file systems allow 255; temporary names add a prefix and a pid
 
 
 def relative_path(path: Path | str) -> str:
@@ -44,16 +45,38 @@ def relative_path(path: Path | str) -> str:
         return str(path)
 
 
-def check_run_name(name: str) -> None:
-    """One folder name: no separators, not '.' or '..', no control characters, not too long."""
-    bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
-           or (os.altsep and os.altsep in name) or any(ord(c) < 32 for c in name))
-    if bad:
-        fail(f"--run-name {name!r} must be one folder name (no '/', not '.' or '..'): "
-             "pass a plain name such as imdb-l6")
-    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
-        fail(f"--run-name is {len(name.encode('utf-8', 'surrogateescape'))} bytes long: "
-             f"pass a name of at most {MAX_NAME_BYTES} bytes")
+def unwritable(folder: Path) -> OSError | None:
+    """Create the folder and write a file in it: None when that works, else why not. The one
+    probe behind every output check and the tokenisation cache (which falls back to memory)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        return exc
+    return None
+
+
+def check_output_folder(path: str, flag: str, new: bool = False) -> None:
+    """A folder the run will write into: refused now if it is a file or cannot be written.
+
+    new: the folder must be new or empty, because what is written there would replace files
+    of the same name (an evaluation report over a run's own metrics.json)."""
+    folder = Path(path).expanduser()
+    if folder.exists() and not folder.is_dir():
+        fail(f"{flag} {path} is a file: pass a folder path")
+    if new and folder.is_dir():
+        try:
+            held = sorted(p.name for p in folder.iterdir())
+        except OSError as exc:
+            fail(f"cannot read {path} ({exc.strerror}): pass a new or empty {flag}")
+        if held:
+            fail(f"{flag} {path} already holds files ({', '.join(held[:3])}"
+                 f"{', ...' if len(held) > 3 else ''}): pass a new or empty folder")
+    problem = unwritable(folder)
+    if problem is not None:
+        fail(f"cannot write to {path} ({problem.strerror}): pass a writable {flag}")
 
 
 def publish(path: Path, text: str, exclusive: bool) -> bool:
@@ -274,3 +297,60 @@ def claim_log_dir(log_dir: Path, run_folder: Path, resuming: bool, _retry: bool 
     if new_id:
         publish(run_folder / RUN_ID_FILE, run_id + "\n", exclusive=False)
     return run_id
+
+
+# ---------------------------------------------------------------- the run folder's layout
+METRICS = "metrics.json"  # written last, by a finished run
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run's outputs go, composed once: `checkpoints/<run>/` (step checkpoints, best/
+    and final/ models, config.json, metrics.json, report/) and `runs/<run>/` (TensorBoard)."""
+
+    folder: Path
+    log_dir: Path
+
+    @classmethod
+    def of(cls, checkpoint_dir: str, runs_dir: str, run_name: str) -> RunPaths:
+        return cls(folder=Path(checkpoint_dir) / run_name, log_dir=Path(runs_dir) / run_name)
+
+    @property
+    def best(self) -> Path:
+        return self.folder / "best"
+
+    @property
+    def final(self) -> Path:
+        return self.folder / "final"
+
+    @property
+    def metrics(self) -> Path:
+        return self.folder / METRICS
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "config.json"
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report"
+
+    def step(self, step: int) -> Path:
+        return self.folder / f"{STEP_PREFIX}{step}"
+
+
+def is_finished(folder: Path) -> bool:
+    """A run is finished once it has written its metrics.json (the last thing it writes)."""
+    return (Path(folder) / METRICS).is_file()
+
+
+def prepare(paths: RunPaths, resuming: bool, main: bool) -> None:
+    """Refuse to start over an existing run, check both folders can be written, and claim the
+    TensorBoard folder for this run (rank 0; nothing is written if anything is refused)."""
+    if not resuming and (step_checkpoints(paths.folder) or is_finished(paths.folder)):
+        fail(f"run {paths.folder.name} already exists in {paths.folder.parent}: pass --resume "
+             "latest to continue it, or a new --run-name")
+    check_output_folder(str(paths.folder), "--checkpoint-dir")
+    check_output_folder(str(paths.log_dir), "--runs-dir")
+    if main:
+        claim_log_dir(paths.log_dir, paths.folder, resuming)

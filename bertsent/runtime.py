@@ -85,3 +85,24 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text
+                                              or "can't allocate memory" in text)
+
+
+@contextlib.contextmanager
+def out_of_memory_is_one_line(shape: tuple[int, ...]):
+    """Running out of memory in an evaluation pass names the flag that fixes it."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not (_is_oom(exc) or isinstance(exc, MemoryError)):
+            raise
+        fail(f"out of memory evaluating a batch of {shape[0]} x {shape[1]} tokens: lower the "
+             "evaluation batch size (--eval-batch-size for bertsent.train, --batch-size for "
+             "evaluate and predict)")

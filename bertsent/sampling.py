@@ -1,5 +1,5 @@
-"""Batch samplers whose epoch order is a pure function of (seed, epoch) and whose position can
-be saved and restored mid-epoch; they shard each global batch across data-parallel ranks."""
+"""Batch samplers whose epoch order is a pure function of (seed, epoch), so that a run resumes
+mid-epoch from a batch count alone; they shard each global batch across data-parallel ranks."""
 
 from __future__ import annotations
 
@@ -39,36 +39,29 @@ def shard(batch: np.ndarray, world_size: int, rank: int) -> list[int]:
 
 
 class TrainBatchSampler(Sampler[list[int]]):
-    """Yields this rank's part of each global batch, resuming from `position` within `epoch`."""
+    """Yields this rank's part of each global batch of `epoch`, from batch `start` on (a
+    resumed run skips what it has done without reading it)."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, *, seed: int,
                  group_by_length: bool = True, world_size: int = 1, rank: int = 0):
         self.lengths = np.asarray(lengths)
         self.batch_size, self.seed, self.group_by_length = batch_size, seed, group_by_length
         self.world_size, self.rank = world_size, rank
-        self.epoch, self.position = 0, 0
+        self.epoch, self.start = 0, 0
 
     def global_batches(self) -> list[np.ndarray]:
         return shuffled_batches(self.lengths, self.batch_size * self.world_size, self.seed,
                                 self.epoch, self.group_by_length)
 
-    def set_epoch(self, epoch: int, position: int = 0) -> None:
-        self.epoch, self.position = epoch, position
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "position": self.position}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        self.set_epoch(int(state["epoch"]), int(state["position"]))
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
 
     def __len__(self) -> int:
-        return len(self.global_batches()) - self.position
+        return len(self.global_batches()) - self.start
 
     def __iter__(self):
-        batches = self.global_batches()
-        for i in range(self.position, len(batches)):
-            self.position = i + 1
-            yield shard(batches[i], self.world_size, self.rank)
+        for batch in self.global_batches()[self.start:]:
+            yield shard(batch, self.world_size, self.rank)
 
 
 class EvalBatchSampler(Sampler[list[int]]):

@@ -1,4 +1,5 @@
-"""TensorBoard logging (rank 0 only), with the optimizer step as the x-axis everywhere."""
+"""What a run shows while it runs: TensorBoard logging (rank 0 only, the optimizer step as the
+x-axis everywhere) and progress meters (a bar on a terminal, plain lines in a log)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+PR_CURVE_MAX_CLASSES = 20  # one precision-recall curve per class up to here (TB and pictures)
 
 
 class RunLogger:
@@ -49,6 +52,29 @@ class RunLogger:
         if self.writer:
             self.writer.add_pr_curve(tag, labels, probs, step)
 
+    def pr_curves(self, prefix: str, labels, probs, names: list[str], step: int) -> None:
+        """The positive class's precision-recall curve (binary), or one curve per class against
+        the rest while there are few enough to read (more would swell every evaluation)."""
+        if len(names) == 2:
+            self.pr_curve(f"{prefix}/pr_curve", labels, probs[:, 1], step)
+        elif len(names) <= PR_CURVE_MAX_CLASSES:
+            for i, name in enumerate(names):
+                self.pr_curve(f"{prefix}/pr_curve/{name}", labels == i, probs[:, i], step)
+
+    def evaluation(self, prefix: str, result: Any, names: list[str], step: int,
+                   texts: list[str] | None = None) -> None:
+        """An evaluation pass: its scalars, precision-recall curves, each class's F1 (more than
+        two classes), and with `texts` a few of the surest mistakes as text."""
+        self.scalars(prefix, result.metrics, step)
+        if not len(result.labels):
+            return
+        self.pr_curves(prefix, result.labels, result.probs, names, step)
+        if "per_class" in result.metrics:
+            self.scalars(f"{prefix}/f1_per_class", {
+                name: v["f1"] for name, v in result.metrics["per_class"].items()}, step)
+        if texts:
+            self.text(f"{prefix}/misclassified", misclassified(result, names, texts), step)
+
     def figure(self, tag: str, figure, step: int) -> None:
         if self.writer:
             self.writer.add_figure(tag, figure, step)
@@ -61,6 +87,16 @@ class RunLogger:
         if self.writer:
             self.writer.close()
             self.writer = None
+
+
+def misclassified(result: Any, names: list[str], texts: list[str], k: int = 5) -> str:
+    """A few reviews the model got wrong, surest first (markdown for TensorBoard)."""
+    from bertsent.metrics import confident_mistakes
+
+    lines = [f"**true {names[int(result.labels[i])]}, p={result.probs[i].max():.3f}**: "
+             f"{texts[int(result.indices[i])][:400]}"
+             for i in confident_mistakes(result.labels, result.probs, k)]
+    return "\n\n".join(lines) or "(none)"
 
 
 def format_duration(seconds: float) -> str:
@@ -110,3 +146,35 @@ class Meter:
 
     def close(self) -> None:
         self.bar.close()
+
+
+class StepMeter:
+    """One call per optimizer step for everything a step shows: the window-mean training loss
+    (the mean since the last logged point: one batch's loss jumps between 0.0 and 2.4 on IMDb
+    and hides the trend), the TensorBoard scalars every `log_every` steps, and the progress bar
+    or plain lines. The window's sum lives in `progress` so that a resumed run logs the same."""
+
+    def __init__(self, logger: RunLogger, total: int, initial: int, log_every: int,
+                 progress_every: float, enabled: bool):
+        self.logger, self.log_every = logger, log_every
+        self.meter = Meter(total, "step", every=progress_every, enabled=enabled,
+                           initial=initial)
+
+    def step(self, progress: Any, result: Any, lr: float, last: bool) -> None:
+        if not result.skipped:
+            progress.loss_sum, progress.loss_steps = progress.loss_sum + result.loss, \
+                progress.loss_steps + 1
+        window_loss = progress.loss_sum / max(progress.loss_steps, 1)
+        per_second = progress.samples_seen / max(progress.train_seconds, 1e-9)
+        due = last or (self.log_every and progress.step % self.log_every == 0)
+        if due and progress.loss_steps:
+            progress.loss_sum, progress.loss_steps = 0.0, 0
+            self.logger.scalars("train", {"loss": window_loss, "lr": lr,
+                                          "grad_norm": result.grad_norm,
+                                          "samples_per_second": per_second,
+                                          "skipped_steps": progress.skipped_steps},
+                                progress.step)
+        self.meter.update(progress.step, f"loss {window_loss:.4f}", f"{per_second:.1f} samples/s")
+
+    def close(self) -> None:
+        self.meter.close()

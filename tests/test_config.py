@@ -2,13 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from bertsent.config import (
-    TrainConfig,
-    check_fields,
-    from_mapping,
-    parse_config,
-    parse_overrides,
-)
+from bertsent.cli import parse_config, parse_overrides
+from bertsent.config import EvalConfig, PredictConfig, TrainConfig, check_fields, from_mapping
 from bertsent.errors import UserError
 
 
@@ -88,7 +83,7 @@ def test_a_config_file_that_is_not_utf8_is_one_line(tmp_path):
 
 
 def test_a_shipped_preset_loads_by_name():
-    from bertsent.config import preset_names
+    from bertsent.cli import preset_names
 
     for name in preset_names():
         assert parse_config(["--config", name]).model
@@ -102,7 +97,7 @@ def test_a_setting_spelled_twice_in_a_config_file_is_refused(tmp_path):
 
 
 def test_a_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
-    from bertsent.config import preset_names
+    from bertsent.cli import preset_names
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "imdb-full").mkdir()  # e.g. an output folder named after the preset
@@ -132,8 +127,6 @@ def test_text_flags_are_literal_and_none_still_unsets_numbers():
 
 
 def test_an_empty_report_dir_or_input_file_is_refused(tmp_path):
-    from bertsent.evaluate import EvalConfig
-    from bertsent.predict import PredictConfig
 
     with pytest.raises(UserError, match="--report-dir is empty"):
         check_fields(from_mapping(parse_overrides(["--report-dir", ""], EvalConfig), EvalConfig))

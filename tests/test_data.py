@@ -4,16 +4,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from bertsent.data import (
-    Collator,
-    check_split,
-    encode_texts,
-    load_raw,
-    subset_indices,
-    tokenize,
-    truncate_ids,
-)
+from bertsent.data import check_split, load_raw, subset_indices
 from bertsent.errors import UserError
+from bertsent.tokens import Collator, encode_texts, tokenize, truncate_ids
 from tests.conftest import make_frame
 
 
@@ -160,7 +153,7 @@ def test_strict_json_writes_null_for_non_finite_numbers():
     import json
     import math
 
-    from bertsent.metrics import strict_json
+    from bertsent.jsonio import strict_json
 
     text = strict_json({"loss": math.nan, "x": [1.0, math.inf], "ok": 0.5})
     assert json.loads(text) == {"loss": None, "x": [1.0, None], "ok": 0.5}

@@ -13,6 +13,7 @@ import pytest
 from datasets import Dataset, DatasetDict
 
 from bertsent import evaluate
+from bertsent.config import EvalConfig
 from bertsent.data import check_split, is_unlabelled, load_raw, pick_splits
 from bertsent.errors import UserError
 from bertsent.labels import LabelMap, as_written
@@ -320,7 +321,7 @@ def test_label_column_naming_the_texts_is_one_line(settings, tmp_path, columns, 
 
 def test_evaluate_with_the_text_column_as_labels_is_one_line(tmp_path, tiny_model_dir):
     data = write_splits(tmp_path / "d", train=make_frame(8, 1), test=make_frame(8, 2))
-    cfg = evaluate.EvalConfig(model=str(tiny_model_dir), data=str(data), label_column="text",
+    cfg = EvalConfig(model=str(tiny_model_dir), data=str(data), label_column="text",
                               max_length=48, cache_dir=str(tmp_path / "cache"))
     with raises("--text-column and --label-column both name 'text'"):
         evaluate.run(cfg)

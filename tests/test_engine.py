@@ -6,9 +6,9 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 from transformers import AutoModelForSequenceClassification
 
-from bertsent.data import Collator
 from bertsent.engine import NonFiniteError, evaluate, train_step
 from bertsent.metrics import compute_metrics
+from bertsent.tokens import Collator
 
 torch.use_deterministic_algorithms(False)
 

@@ -15,11 +15,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from bertsent import checkpoint as ckpt
 from bertsent import evaluate, predict
-from bertsent.config import TrainConfig, parse_config
+from bertsent.cli import parse_config
+from bertsent.config import TrainConfig, parse_label_list
 from bertsent.data import pick_splits, subset_indices
 from bertsent.engine import train_step
 from bertsent.errors import UserError
-from bertsent.labels import LabelMap, class_weights, parse_label_list
+from bertsent.labels import LabelMap, class_weights
 from bertsent.metrics import compute_metrics
 from bertsent.resume import differences
 from bertsent.train import Hooks, train

@@ -15,11 +15,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from bertsent import evaluate
-from bertsent.config import PR_CURVE_MAX_CLASSES
 from bertsent.curves import main as curves_main
 from bertsent.curves import quiet_figures
 from bertsent.engine import EvalResult
+from bertsent.metrics import softmax
 from bertsent.report import CONFUSION_MAX_CLASSES, MAX_INCHES, write_report
+from bertsent.tracking import PR_CURVE_MAX_CLASSES
 from bertsent.train import train
 from tests.conftest import make_classes_frame, tiny_settings, write_splits
 from tests.test_bad_input import tree_digest
@@ -32,8 +33,9 @@ def png_size(path: Path) -> tuple[int, int]:
 
 def random_result(classes: int, n: int = 2000, seed: int = 0) -> EvalResult:
     rng = np.random.default_rng(seed)
-    return EvalResult(metrics={}, logits=rng.normal(size=(n, classes)).astype(np.float32),
-                      labels=rng.integers(0, classes, n), indices=np.arange(n))
+    logits = rng.normal(size=(n, classes)).astype(np.float32)
+    return EvalResult(metrics={}, logits=logits, labels=rng.integers(0, classes, n),
+                      indices=np.arange(n), probs=softmax(logits))
 
 
 def report(folder: Path, classes: int, names: list[str] | None = None) -> dict:

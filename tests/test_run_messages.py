@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 import bertsent.checkpoint
-import bertsent.data
+import bertsent.tokens
 from bertsent.errors import Interrupted, UserError
 from bertsent.train import Hooks, train
 from tests.conftest import make_frame, write_splits
@@ -88,7 +88,7 @@ def test_progress_lines_never_show_a_nan_loss(tiny_config, capsys):
 
 def test_sigterm_during_tokenisation_leaves_no_temporary_file(tiny_config, tmp_path,
                                                               monkeypatch):
-    real = bertsent.data.encode_texts
+    real = bertsent.tokens.encode_texts
     calls = []
 
     def encode_then_terminate(*args, **kwargs):
@@ -97,7 +97,7 @@ def test_sigterm_during_tokenisation_leaves_no_temporary_file(tiny_config, tmp_p
             os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bertsent.data, "encode_texts", encode_then_terminate)
+    monkeypatch.setattr(bertsent.tokens, "encode_texts", encode_then_terminate)
     with pytest.raises(Interrupted, match="during start-up: nothing was saved") as stopped:
         train(tiny_config)
     assert stopped.value.signum == signal.SIGTERM

@@ -16,13 +16,13 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from bertsent.config import check_run_name
 from bertsent.errors import UserError
 from bertsent.runfolder import (
     LOCK_FILE,
     LOG_OWNER_FILE,
     RUN_ID_FILE,
     RunLock,
-    check_run_name,
     claim_log_dir,
     event_files,
     publish,

@@ -150,16 +150,15 @@ def test_curves_are_drawn_from_the_tensorboard_log(tiny_config, tmp_path, capsys
 
 
 def test_a_model_with_non_finite_weights_is_never_exported(tiny_model_dir, tmp_path):
-    from types import SimpleNamespace
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from transformers import AutoModelForSequenceClassification
-
-    from bertsent.train import save_model
+    from bertsent.config import TrainConfig
+    from bertsent.export import save_model
 
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir)
     with torch.no_grad():
         model.classifier.weight[0, 0] = float("nan")
-    run = SimpleNamespace(dist=SimpleNamespace(is_main=True), model=model)
     with pytest.raises(UserError, match="non-finite weights .*classifier.weight"):
-        save_model(run, tmp_path / "final", {})
+        save_model(tmp_path / "final", model, AutoTokenizer.from_pretrained(tiny_model_dir),
+                   TrainConfig().to_dict(), {}, ["negative", "positive"])
     assert not (tmp_path / "final").exists()

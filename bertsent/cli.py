@@ -1,0 +1,99 @@
+"""Flags and config files onto the settings dataclasses: argparse with one --flag per field,
+TOML files and shipped presets, and the one-line error for a bad flag."""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+import typing
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from bertsent.config import TrainConfig, base_type, flag_name, from_mapping
+from bertsent.errors import fail
+
+
+def _optional(kind: type) -> Any:
+    """'none' (or nothing) means "not set" for an optional number; text flags (run names,
+    paths) are taken literally, so `--run-name none` names a run "none"."""
+    if kind is str:
+        return str
+
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "") else kind(text)
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argparse.ArgumentParser:
+    """One --flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
+    parser = OneLineParser(prog=prog, description=cls.__doc__,
+                           argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins), or "
+                        f"a shipped preset: {', '.join(preset_names())}")
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):
+        flag = f"--{flag_name(f.name)}"
+        kind, optional = base_type(hints[f.name])
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        if kind is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
+                                help=help_text)
+        elif "parse" in f.metadata:  # a field with its own parser (e.g. a list as 'a,b')
+            parser.add_argument(flag, type=f.metadata["parse"],
+                                help=help_text, metavar=f.name.upper())
+        else:
+            parser.add_argument(flag, type=_optional(kind) if optional else kind,
+                                choices=f.metadata.get("choices"), help=help_text,
+                                metavar=f.name.upper())
+    return parser
+
+
+PRESETS = Path(__file__).parent / "configs"  # named settings shipped with bertsent
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def load_toml(path: str) -> dict[str, Any]:
+    """A TOML file, or the name of a shipped preset (`--config imdb-full`): the preset unless
+    a file of that name exists (a folder of that name in the working directory is no file)."""
+    if path in preset_names() and not Path(path).is_file():  # a folder ./imdb-full/ too
+        path = str(PRESETS / f"{path}.toml")
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        fail(f"config file {path} does not exist: pass an existing TOML file to --config, or "
+             f"a shipped preset ({', '.join(preset_names()) or 'none'})")
+    except UnicodeDecodeError:
+        fail(f"config file {path} is not UTF-8 text: re-encode it as UTF-8")
+    except tomllib.TOMLDecodeError as exc:
+        fail(f"config file {path} is not valid TOML ({exc}): fix the syntax")
+    except OSError as exc:
+        fail(f"config file {path} cannot be read ({exc.strerror}): check the path")
+
+
+def parse_overrides(argv: list[str] | None = None, cls: type = TrainConfig,
+                    prog: str = "bertsent.train") -> dict[str, Any]:
+    """Only the settings the user gave: CLI flags over an optional TOML file (checked)."""
+    args = vars(build_parser(cls, prog).parse_args(argv))
+    config_path = args.pop("config", None)
+    file_values = load_toml(config_path) if config_path else {}
+    from_mapping(file_values, cls, source=f"config file {config_path}")  # the file's keys alone
+    return {**{k.replace("-", "_"): v for k, v in file_values.items()}, **args}
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    """CLI flags over an optional TOML file over dataclass defaults."""
+    return from_mapping(parse_overrides(argv)).checked()

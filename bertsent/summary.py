@@ -1,0 +1,58 @@
+"""What a finished run reports in metrics.json: the test scores of the exported model, how it
+was chosen, how long each part took, and the settings that produced it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bertsent.engine import EvalResult
+from bertsent.labels import LabelMap
+
+SCORES = ("accuracy", "f1", "precision", "recall", "loss", "f1_macro", "f1_weighted", "mae")
+# the settings a result depends on, recorded beside it (docs/results/<run>.json)
+RESULT_SETTINGS = ("model", "data", "max_length", "truncation", "epochs", "batch_size",
+                   "grad_accum", "lr", "head_lr_mult", "layer_lr_decay", "warmup_ratio",
+                   "weight_decay", "dropout", "val_samples", "seed")
+
+
+def describe_labels(labels: LabelMap, weights: list[float] | None = None) -> str:
+    """'3 classes: 0=negative, 1=neutral, 2=positive' (and the class weights when used)."""
+    names = labels.names
+    shown = ", ".join(f"{i}={n}" for i, n in enumerate(names[:10])) + \
+        (", ..." if len(names) > 10 else "")
+    extra = "" if weights is None else \
+        "; class weights " + ", ".join(f"{w:.3g}" for w in weights[:10])
+    return f"{len(names)} classes: {shown}{extra}"
+
+
+def scores(test: EvalResult) -> dict[str, float]:
+    """The headline figures of a test pass (those its metrics have)."""
+    return {k: test.metrics[k] for k in SCORES if k in test.metrics}
+
+
+def run_summary(test: EvalResult, *, progress: Any, config: dict[str, Any], labels: LabelMap,
+                facts: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json: scores, calibration, selection, time and settings. `facts` are the run's
+    own (test split, sizes, seconds, device, where the best model is)."""
+    return {
+        **scores(test),
+        **({"per_class": test.metrics["per_class"]} if "per_class" in test.metrics else {}),
+        "labels": list(labels.names),
+        "test_split": facts["test_split"],
+        "expected_calibration_error": test.calibration_error,
+        "test_samples": test.metrics["samples"],
+        "train_samples": facts["train_samples"],
+        "val_accuracy": progress.best_metric if progress.best_step >= 0 else None,
+        "best_step": progress.best_step,
+        "steps": progress.step,
+        "train_samples_per_second": progress.samples_seen / max(progress.train_seconds, 1e-9),
+        "train_seconds": progress.train_seconds,
+        "test_seconds": facts["test_seconds"],
+        "skipped_steps": progress.skipped_steps,
+        "precision_mode": facts["precision"],
+        "device_name": facts["device_name"],
+        "world_size": facts["world_size"],
+        "run_name": config["run_name"],
+        "best_model_dir": facts["best_model_dir"],
+        "settings": {k: config[k] for k in RESULT_SETTINGS},
+    }
