@@ -36,7 +36,7 @@ LEVERS: list[tuple[str, list[str]]] = [
 def run(model: str, data: str, steps: int, extra: list[str], threads: int | None) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "bertsent.train", "--model", model, "--data", data,
-               "--train-samples", str(steps * 8), "--val-samples", "8", "--eval-samples", "8",
+               "--train-samples", str(steps * 8), "--val-samples", "8", "--test-samples", "8",
                "--max-steps", str(steps), "--sanity-eval-batches", "0", "--save-every", "0",
                "--run-name", "lever", "--checkpoint-dir", f"{tmp}/c", "--runs-dir", f"{tmp}/r",
                *extra]

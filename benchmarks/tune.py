@@ -3,7 +3,7 @@
 Each variant trains MiniLM-L6 on the same 5,000 shuffled training reviews and is scored on the
 same fixed 1,000-review validation slice carved from the training split (`--val-samples 1000`:
 the slice depends on the seed only, not on the other settings). The test split is not looked at:
-`--eval-samples 64` keeps the closing test pass short and its figures are not read.
+`--test-samples 64` keeps the closing test pass short and its figures are not read.
 
     python benchmarks/tune.py --out docs/results/tuning.json            # every variant
     python benchmarks/tune.py --only 512 512-2ep --out /tmp/t.json      # a few of them
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-PROXY = ["--train-samples", "5000", "--val-samples", "1000", "--eval-samples", "64",
+PROXY = ["--train-samples", "5000", "--val-samples", "1000", "--test-samples", "64",
          "--sanity-eval-batches", "0", "--save-every", "0", "--keep-last", "1"]
 VARIANTS = {
     "256": ["--max-length", "256"],  # today's defaults

@@ -10,7 +10,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bertsent.config import TrainConfig, base_type, flag_name, from_mapping
+from bertsent.config import ALIASES, TrainConfig, base_type, flag_name, from_mapping, suggest
 from bertsent.errors import fail
 
 
@@ -28,33 +28,49 @@ def _optional(kind: type) -> Any:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line on stderr and exit 2 (no usage dump)."""
+    """argparse, but a bad flag is one line on stderr and exit 2 (no usage dump), with a
+    "did you mean" for a near miss or a Trainer argument name."""
+
+    def __init__(self, *args: Any, known: list[str] = (), **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.known = list(known)
 
     def error(self, message: str) -> typing.NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            message += "".join(suggest(f.split("=")[0], self.known) for f in flags[:1])
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
+def _help(f: Any) -> str:
+    """The field's help with its default, unless the help already says it."""
+    text = f.metadata.get("help", "")
+    return text if "default" in text else f"{text} (default: {f.default})"
+
+
 def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argparse.ArgumentParser:
-    """One --flag per dataclass field; defaults are SUPPRESSed so only given flags override."""
-    parser = OneLineParser(prog=prog, description=cls.__doc__,
-                           argument_default=argparse.SUPPRESS)
+    """One --flag per dataclass field (and its old name, if it had one); defaults are
+    SUPPRESSed so only given flags override."""
+    parser = OneLineParser(prog=prog, description=cls.__doc__, known=[f.name for f in fields(cls)],
+                           argument_default=argparse.SUPPRESS, allow_abbrev=False)
     parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins), or "
                         f"a shipped preset: {', '.join(preset_names())}")
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
-        flag = f"--{flag_name(f.name)}"
+        flags = [f"--{flag_name(f.name)}"] + [f"--{flag_name(old)}" for old, new in
+                                               ALIASES.items() if new == f.name]
         kind, optional = base_type(hints[f.name])
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+        choices = f.metadata.get("choices")
         if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction,
-                                help=help_text)
+            parser.add_argument(*flags, action=argparse.BooleanOptionalAction, help=_help(f))
         elif "parse" in f.metadata:  # a field with its own parser (e.g. a list as 'a,b')
-            parser.add_argument(flag, type=f.metadata["parse"],
-                                help=help_text, metavar=f.name.upper())
-        else:
-            parser.add_argument(flag, type=_optional(kind) if optional else kind,
-                                choices=f.metadata.get("choices"), help=help_text,
+            parser.add_argument(*flags, type=f.metadata["parse"], help=_help(f),
                                 metavar=f.name.upper())
+        else:
+            parser.add_argument(*flags, type=_optional(kind) if optional else kind,
+                                choices=choices, help=_help(f), dest=f.name,
+                                metavar="{" + ",".join(choices) + "}" if choices else
+                                f.name.upper())
     return parser
 
 

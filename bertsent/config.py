@@ -18,6 +18,11 @@ TRAINED_PRECISIONS = ("fp32", "bf16", "fp16")  # a saved model's outputs: no aut
 TRUNCATIONS = ("head", "tail", "head+tail")
 CLASS_WEIGHTS = ("none", "balanced")
 SPLITS = ("train", "validation", "test")
+SELECT_METRICS = ("accuracy", "f1", "f1_macro", "loss")  # validation figures that pick a model
+LOWER_IS_BETTER = ("loss",)
+VAL_SAMPLES = 500  # the default validation size, unless a tenth of the train split is smaller
+# old flag and key names that still work (a checkpoint's settings too)
+ALIASES = {"eval_samples": "test_samples"}
 MAX_NAME_BYTES = 200  # a run name's limit: file systems allow 255; temporary names add a prefix
 
 
@@ -80,10 +85,13 @@ class TrainConfig:
                                   "ids and other labels are sorted (numerically when numbers)",
                                   parse=parse_label_list)
     train_samples: int | None = _f(None, "shuffled training reviews to use (default: all)")
-    val_samples: int = _f(500, "reviews for validation / model selection: drawn from the data's "
-                          "own validation split when it has one and a labelled test split "
-                          "(all of it when smaller), else carved from train")
-    eval_samples: int | None = _f(None, "shuffled test reviews for the final report (default: all)")
+    val_samples: int | None = _f(None, "reviews for validation / model selection (default: the "
+                                 f"smaller of {VAL_SAMPLES} and a tenth of the train split): "
+                                 "drawn from the data's own validation split when it has one "
+                                 "and a labelled test split (all of it when smaller), else "
+                                 "carved from train")
+    test_samples: int | None = _f(None, "shuffled test reviews for the final report (default: "
+                                  "all); --eval-samples is its old name")
     max_length: int = _f(256, "tokens per review after truncation")
     truncation: str = _f("head+tail", "which tokens to keep from long reviews",
                          choices=TRUNCATIONS)
@@ -110,12 +118,21 @@ class TrainConfig:
                                "fused attention kernel")
     group_by_length: bool = _f(True, "batch reviews of similar length together")
     seed: int = _f(42, "seed for shuffling, subsets, dropout and the classifier head")
+    # model selection
+    select_metric: str = _f("accuracy", "the validation figure that picks the exported best "
+                            "model (loss: lower is better; f1_macro: more than two classes)",
+                            choices=SELECT_METRICS)
+    patience: int | None = _f(None, "stop after this many validation points in a row without "
+                              "a better --select-metric (default: never); an early stop is a "
+                              "normal finish")
     # machine
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
                         choices=PRECISIONS)
     compile: bool = _f(False, "torch.compile the model (sequence lengths are bucketed)")
     num_workers: int = _f(0, "DataLoader worker processes")
+    threads: int | None = _f(None, "CPU threads torch uses (default: torch's choice, one per "
+                             "core)")
     # outputs
     run_name: str | None = _f(None, "name of the run (default: <model>-<timestamp>)")
     runs_dir: str = _f("runs", "TensorBoard log root")
@@ -127,7 +144,9 @@ class TrainConfig:
                                "a terminal (nohup, batch jobs); 0 disables them")
     save_every: int = _f(200, "optimizer steps between checkpoints (0: epoch ends only)")
     eval_every: int = _f(0, "optimizer steps between validations (0: epoch ends only)")
-    keep_last: int = _f(2, "step checkpoints kept besides the best model")
+    keep_last: int = _f(2, "step checkpoints kept while the run trains, besides best/ and final/")
+    keep_checkpoints: bool = _f(False, "keep the step checkpoints once the run has finished "
+                                "(default: removed, leaving best/ and final/)")
     sanity_eval_batches: int = _f(2, "validation batches run before training (0 disables)")
     # resuming and faults
     resume: str | None = _f(None, "'latest' or a checkpoint folder to continue from")
@@ -144,20 +163,30 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def val_size(self, n_train: int, carved: bool = True) -> int:
+        """Validation reviews: as given, else VAL_SAMPLES, and when they are carved from the
+        train split at most a tenth of it, so that a small dataset still trains on most rows."""
+        if self.val_samples is not None:
+            return self.val_samples
+        return min(VAL_SAMPLES, max(1, n_train // 10)) if carved else VAL_SAMPLES
+
 
 @dataclass
 class EvalConfig:
     """Evaluate a saved model (a folder written by bertsent.train) on a labelled split."""
 
     model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
-    data: str = _f("stanfordnlp/imdb", "hub dataset id or local data folder")
+    data: str | None = _f(None, "hub dataset id or local data folder (default: the data the "
+                          "model was trained on)")
     split: str = _f("test", "which split to score", choices=SPLITS)
     samples: int | None = _f(None, "shuffled reviews of the split to score (default: all)")
     seed: int = _f(42, "seed of the shuffle (42 matches bertsent.train's default test subset)")
-    text_column: str = _f("text", "name of the text column")
-    label_column: str = _f("label", "name of the label column: strings (or integers that are "
-                           "not 0..n-1, like ratings) are matched to the model's label names; "
-                           "integers 0..n-1 are its class ids")
+    text_column: str | None = _f(None, "name of the text column (default: the one the model was "
+                                 "trained on, else text)")
+    label_column: str | None = _f(None, "name of the label column (default: the one the model "
+                                  "was trained on, else label): strings (or integers that are "
+                                  "not 0..n-1, like ratings) are matched to the model's label "
+                                  "names; integers 0..n-1 are its class ids")
     max_length: int | None = _f(None, "default: the length the model was trained with")
     truncation: str | None = _f(None, "default: the strategy the model was trained with",
                                 choices=TRUNCATIONS)
@@ -165,6 +194,7 @@ class EvalConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("fp32", "fp32 (exact), bf16, fp16 or auto",
                         choices=PRECISIONS)
+    threads: int | None = _f(None, "CPU threads torch uses (default: one per core)")
     cache_dir: str = _f("~/.cache/bertsent", "where tokenised datasets are cached")
     report_dir: str | None = _f(None, "also write a report folder (metrics, plots, mistakes)")
 
@@ -172,20 +202,56 @@ class EvalConfig:
 @dataclass
 class PredictConfig:
     """Predict the sentiment of texts with a model saved by bertsent.train: give the texts as
-    arguments after the flags, one per line with --file, or on stdin."""
+    arguments after the flags, in a file (--file), or on stdin."""
 
     model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
-    file: str | None = _f(None, "read texts from this file, one per line")
+    file: str | None = _f(None, "texts to predict: a .csv, .jsonl or .parquet file (one per row, "
+                          "from --text-column) or a text file (one per line)")
+    text_column: str | None = _f(None, "the texts' column in a .csv, .jsonl or .parquet --file "
+                                 "(default: the one the model was trained on, else text)")
+    out: str | None = _f(None, "write the predictions to this .csv, .jsonl or .parquet file: "
+                         "one row per input row, in order (default: print them)")
     json: bool = _f(False, "print one JSON object per line")
     batch_size: int = _f(32, "texts per forward pass")
     max_length: int | None = _f(None, "default: the length the model was trained with")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("fp32", "fp32 (matches transformers.pipeline), bf16 or fp16",
                         choices=TRAINED_PRECISIONS)
+    threads: int | None = _f(None, "CPU threads torch uses (default: one per core)")
 
 
 def flag_name(name: str) -> str:
     return name.replace("_", "-")
+
+
+# Hugging Face TrainingArguments names (and the EarlyStoppingCallback's) that have a bertsent
+# flag under another name: `--learning-rate` gets "did you mean --lr?"
+TRAINER_NAMES = {
+    "learning_rate": "lr", "num_train_epochs": "epochs",
+    "per_device_train_batch_size": "batch_size", "per_device_eval_batch_size": "eval_batch_size",
+    "gradient_accumulation_steps": "grad_accum", "output_dir": "checkpoint_dir",
+    "logging_dir": "runs_dir", "logging_steps": "log_every", "save_steps": "save_every",
+    "eval_steps": "eval_every", "save_total_limit": "keep_last",
+    "metric_for_best_model": "select_metric", "early_stopping_patience": "patience",
+    "resume_from_checkpoint": "resume", "torch_compile": "compile",
+    "dataloader_num_workers": "num_workers", "model_name_or_path": "model",
+    "dataset_name": "data", "max_seq_length": "max_length",
+}
+
+
+def canonical(values: dict[str, Any]) -> dict[str, Any]:
+    """Settings under their current names (a checkpoint written before a rename)."""
+    return {ALIASES.get(k, k): v for k, v in values.items()}
+
+
+def suggest(name: str, known: list[str]) -> str:
+    """' (did you mean --lr?)' for a Trainer name or a near miss of a known setting, else ''."""
+    import difflib
+
+    name = name.lstrip("-").replace("-", "_")
+    guess = TRAINER_NAMES.get(name) or ALIASES.get(name) or next(
+        iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)
+    return f" (did you mean --{flag_name(guess)}?)" if guess in known else ""
 
 
 # ---------------------------------------------------------------- one rule per shared field
@@ -194,7 +260,8 @@ def flag_name(name: str) -> str:
 # optional fields and is always allowed.
 SEED_LIMIT = 2**32  # numpy's seed range; torch's is wider
 _POSITIVE = ("batch_size", "eval_batch_size", "grad_accum", "epochs", "train_samples",
-             "eval_samples", "max_steps", "samples", "lr", "head_lr_mult")
+             "test_samples", "max_steps", "samples", "lr", "head_lr_mult", "patience",
+             "threads")
 _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "eval_every",
                  "log_every", "num_workers", "sanity_eval_batches", "progress_every")
 _RANGES = {  # name: (low, high, low inclusive, high inclusive)
@@ -207,6 +274,7 @@ _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "un
     "resume": "pass latest or a checkpoint folder, or leave the flag out to start a new run",
     "report_dir": "pass a new folder, or leave the flag out for no report",
     "file": "pass a text file, or leave the flag out to read standard input",
+    "out": "pass a .csv, .jsonl or .parquet file, or leave the flag out to print them",
 }
 
 
@@ -256,12 +324,14 @@ def from_mapping(values: dict[str, Any], cls: type = TrainConfig, source: str = 
     spelled: dict[str, str] = {}  # TOML keeps both batch_size and batch-size: refuse, not pick
     for key, value in values.items():
         name = key.replace("-", "_")
+        name = ALIASES.get(name, name) if name not in known else name
         if name in spelled:
             fail(f"{source}: '{spelled[name]}' and '{key}' are the same setting: keep one of "
                  "them")
         spelled[name] = key
         if name not in known:
-            fail(f"{source}: unknown key '{key}': valid keys are the --flags, e.g. batch_size")
+            fail(f"{source}: unknown key '{key}'{suggest(name, list(known))}: valid keys are the "
+                 "--flags, e.g. batch_size")
         if "parse" in known[name].metadata:  # the same parser as the flag's
             kwargs[name] = known[name].metadata["parse"](value)
             continue

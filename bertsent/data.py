@@ -368,7 +368,7 @@ def apply_labels(ds: Dataset, labels: LabelMap, name: str, known_by: str = "the 
 
 def labelled_splits(data: str, text_column: str, label_column: str,
                     given: list[str] | None = None, num_labels: int | None = None,
-                    saved: dict | None = None, say=print) -> tuple[Splits, LabelMap]:
+                    saved: dict | None = None) -> tuple[Splits, LabelMap]:
     """Read the data, decide which split does what, check every split, and map its labels to
     class ids: the splits ready to subset and tokenise, and the class map.
 
@@ -377,8 +377,6 @@ def labelled_splits(data: str, text_column: str, label_column: str,
     exactly as it was; the data is only checked to still map onto it.
     """
     splits = pick_splits(load_raw(data), data, label_column)
-    if splits.note:
-        say(splits.note)
     train = check_split(splits.train, "train", text_column, label_column)
     labels = LabelMap(names=tuple(saved["names"]), by_id=bool(saved["by_id"])) if saved else \
         LabelMap.from_column(train.data.column("label"), given, num_labels)
@@ -401,7 +399,7 @@ class SubsetIndices:
 
 
 def subset_indices(n_train: int, n_test: int, train_samples: int | None, val_samples: int,
-                   eval_samples: int | None, seed: int, n_val: int | None = None
+                   test_samples: int | None, seed: int, n_val: int | None = None
                    ) -> SubsetIndices:
     """Shuffle with the seed, carve validation off the front of train, then take the subsets.
 
@@ -416,7 +414,7 @@ def subset_indices(n_train: int, n_test: int, train_samples: int | None, val_sam
                  "lower it or omit it to use all")
         val = np.random.default_rng(seed + 2).permutation(n_val)[:val_samples]
         train = perm[:train_samples] if train_samples is not None else perm
-        return SubsetIndices(train=train, val=val, test=test_subset(n_test, eval_samples, seed))
+        return SubsetIndices(train=train, val=val, test=test_subset(n_test, test_samples, seed))
     if val_samples >= n_train:
         fail(f"--val-samples {val_samples} leaves no training data from {n_train} rows: "
              "lower --val-samples")
@@ -425,10 +423,10 @@ def subset_indices(n_train: int, n_test: int, train_samples: int | None, val_sam
         fail(f"--train-samples {train_samples} is larger than the {len(rest)} training rows "
              f"left after --val-samples {val_samples}: lower it or omit it to use all")
     train = rest[:train_samples] if train_samples is not None else rest
-    return SubsetIndices(train=train, val=val, test=test_subset(n_test, eval_samples, seed))
+    return SubsetIndices(train=train, val=val, test=test_subset(n_test, test_samples, seed))
 
 
-def test_subset(n_test: int, samples: int | None, seed: int, flag: str = "--eval-samples"
+def test_subset(n_test: int, samples: int | None, seed: int, flag: str = "--test-samples"
                 ) -> np.ndarray:
     """The shuffled test reviews a run reports on (all of them, in order, by default)."""
     if samples is None:

@@ -105,5 +105,10 @@ def wrap(model: torch.nn.Module, compile: bool, dist: DistInfo, device: torch.de
     if not dist.enabled:
         return model, model
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=ids, broadcast_buffers=False), model
+    try:  # buffers (position ids) are equal on every rank: no sync before each forward
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                        forward_sync_buffers=False)
+    except TypeError:  # a torch from before forward_sync_buffers
+        ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids,
+                                                        broadcast_buffers=False)
+    return ddp, model

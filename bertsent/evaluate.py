@@ -14,7 +14,7 @@ from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap
 from bertsent.metrics import confusion
 from bertsent.runfolder import check_output_folder
-from bertsent.runtime import autocast_for, pick_device, pick_precision
+from bertsent.runtime import autocast_for, pick_device, pick_precision, use_threads
 from bertsent.tokens import eval_loader, tokenize
 
 
@@ -24,10 +24,13 @@ def run(cfg: EvalConfig) -> dict:
         # before the work, not after; never over another report or a run's own files
         check_output_folder(cfg.report_dir, "--report-dir", new=True)
     device = pick_device(cfg.device)
+    use_threads(cfg.threads)
     precision = pick_precision(cfg.precision, device)
     loaded = load_exported(cfg.model, device, cfg.max_length, cfg.truncation)
-    ds = check_split(labelled_split(load_raw(cfg.data), cfg), cfg.split, cfg.text_column,
-                     cfg.label_column)
+    data = loaded.recorded("data", cfg.data, "stanfordnlp/imdb")
+    label_column = loaded.recorded("label_column", cfg.label_column, "label")
+    ds = check_split(labelled_split(load_raw(data), data, cfg.split, label_column), cfg.split,
+                     loaded.recorded("text_column", cfg.text_column, "text"), label_column)
     labels = LabelMap.for_model(loaded.model.config.id2label, ds.data.column("label"))
     ds = apply_labels(ds, labels, cfg.split, known_by="the model")
     subset = ds.select(test_subset(len(ds), cfg.samples, cfg.seed, flag="--samples"))
@@ -49,15 +52,15 @@ def run(cfg: EvalConfig) -> dict:
     return report
 
 
-def labelled_split(raw, cfg: EvalConfig):
+def labelled_split(raw, data: str, split: str, label_column: str):
     """The split to score, refused in one line when the data lacks it or hides its labels."""
-    if cfg.split not in raw:
-        others = [s for s in ("test", "validation", "train") if s in raw and s != cfg.split]
-        fail(f"{cfg.data} has no {cfg.split} split: pass --split {others[0]}")
-    ds = raw[cfg.split]
-    if cfg.label_column in ds.column_names and is_unlabelled(ds, cfg.label_column):
+    if split not in raw:
+        others = [s for s in ("test", "validation", "train") if s in raw and s != split]
+        fail(f"{data} has no {split} split: pass --split {others[0]}")
+    ds = raw[split]
+    if label_column in ds.column_names and is_unlabelled(ds, label_column):
         hint = " --split validation" if "validation" in raw else " a split with labels"
-        fail(f"the {cfg.split} split of {cfg.data} has no labels (all -1): score{hint}")
+        fail(f"the {split} split of {data} has no labels (all -1): score{hint}")
     return ds
 
 

@@ -9,6 +9,7 @@ that applies the recorded settings.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bertsent.card import model_card
-from bertsent.checkpoint import atomic_folder
+from bertsent.checkpoint import atomic_folder, write_manifest
 from bertsent.errors import fail
 from bertsent.jsonio import strict_json
 from bertsent.model import check_max_length, load_tokenizer, where
@@ -51,6 +52,17 @@ def save_model(folder: Path, model: torch.nn.Module, tokenizer: Any, config: dic
     except OSError as exc:
         fail(f"saving the model to {folder} failed ({exc.strerror or exc}): free disk space "
              "or pass another --checkpoint-dir")
+
+
+def add_test_results(folder: Path, config: dict[str, Any], names: list[str],
+                     test: dict[str, Any]) -> None:
+    """The reported model's card gains the run's test figures (and the hub header its
+    model-index); the folder is sealed again."""
+    card = model_card(config, read_meta(str(folder)).get("metrics", {}), names, test)
+    tmp = Path(folder) / f".README.md.{os.getpid()}"
+    tmp.write_text(card)
+    os.replace(tmp, Path(folder) / "README.md")
+    write_manifest(Path(folder))
 
 
 def load_weights(model: torch.nn.Module, folder: Path) -> None:
@@ -109,6 +121,14 @@ class Exported:
     meta: dict
     max_length: int
     truncation: str
+
+    def recorded(self, name: str, given: Any, fallback: Any) -> Any:
+        """A setting as given, else as the model was trained with (its bertsent.json), else
+        the fallback: evaluate and predict need not be told the columns again."""
+        if given is not None:
+            return given
+        value = self.meta.get("config", {}).get(name)
+        return fallback if value is None else value
 
     @property
     def names(self) -> list[str]:

@@ -1,30 +1,38 @@
-"""python -m bertsent.predict: label texts with a saved model (arguments, --file or stdin)."""
+"""python -m bertsent.predict: label texts with a saved model: arguments, stdin, or a file
+(--file: a .csv, .jsonl or .parquet table, or one text per line), printed or written to a
+table (--out), one output row per input row, in order."""
 
 from __future__ import annotations
 
 import sys
+import typing
+from dataclasses import fields
 
 import torch
 
 from bertsent.cli import parse_overrides
-from bertsent.config import PredictConfig, check_fields, from_mapping
+from bertsent.config import PredictConfig, base_type, check_fields, flag_name, from_mapping
 from bertsent.errors import fail, run_cli
 from bertsent.export import load_exported
 from bertsent.jsonio import strict_json
-from bertsent.runtime import autocast_for, out_of_memory_is_one_line, pick_device
+from bertsent.predictions import check_out, output_rows, read_rows, write_rows
+from bertsent.runtime import autocast_for, out_of_memory_is_one_line, pick_device, use_threads
 from bertsent.tokens import Collator, encode_texts, is_blank
+from bertsent.tracking import Meter
 
 
 @torch.inference_mode()
 def predict_proba(model, tokenizer, texts: list[str], *, max_length: int, truncation: str,
-                  batch_size: int, device: torch.device, precision: str = "fp32"
-                  ) -> torch.Tensor:
-    """Softmax probabilities, (len(texts), num_labels), in input order."""
+                  batch_size: int, device: torch.device, precision: str = "fp32",
+                  show: bool = False) -> torch.Tensor:
+    """Softmax probabilities, (len(texts), num_labels), in input order (with `show`, a
+    progress bar, or plain progress lines in a log)."""
     ids = encode_texts(texts, tokenizer, max_length, truncation)
     collate = Collator(tokenizer.pad_token_id or 0, 1)
     autocast = autocast_for(precision, device)
     order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # little padding per batch
     out = torch.empty(len(ids), model.config.num_labels)
+    meter = Meter(len(ids), "predict", unit="text", enabled=show, leave=False)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = collate([(i, ids[i], 0) for i in chunk])
@@ -32,38 +40,55 @@ def predict_proba(model, tokenizer, texts: list[str], *, max_length: int, trunca
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
         out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
+        meter.update(start + len(chunk))
+    meter.close()
     return out
 
 
-def read_texts(cfg: PredictConfig, texts: list[str]) -> list[str]:
+def read_inputs(cfg: PredictConfig, texts: list[str], text_column: str
+                ) -> tuple[list[dict], list[str]]:
+    """(rows, texts) from a --file, the arguments, or stdin; blank texts keep their place."""
     if cfg.file:
-        try:
-            with open(cfg.file, encoding="utf-8") as fh:
-                texts = texts + [line.rstrip("\n") for line in fh]
-        except FileNotFoundError:
-            fail(f"--file {cfg.file} does not exist: pass a text file with one review per line")
-        except UnicodeDecodeError:
-            fail(f"--file {cfg.file} is not UTF-8 text: re-encode it as UTF-8")
-        except OSError as exc:
-            fail(f"--file {cfg.file} cannot be read ({exc.strerror}): check the path")
-    elif not texts:
-        if sys.stdin is None or sys.stdin.isatty():
-            fail("no texts to predict: pass them as arguments, with --file, or on stdin")
-        try:
-            stream = getattr(sys.stdin, "buffer", None)  # bytes, to check the encoding
-            texts = (stream.read().decode("utf-8") if stream is not None
-                     else sys.stdin.read()).splitlines()
-        except UnicodeDecodeError as exc:
-            fail(f"standard input is not UTF-8 text (byte {exc.start}): re-encode it as UTF-8")
+        rows, texts = read_rows(cfg.file, text_column)
+    else:
+        if not texts:
+            texts = read_stdin()
+        rows = [{"text": t} for t in texts]
     for number, text in enumerate(texts, 1):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:  # undecodable bytes in an argument (surrogate escapes)
             fail(f"text {number} is not UTF-8: pass UTF-8 text")
-    texts = [t for t in texts if not is_blank(t)]
-    if not texts:
+    if all(is_blank(t) for t in texts):
         fail("no texts to predict (the input is empty): give at least one non-empty text")
-    return texts
+    return rows, texts
+
+
+def read_stdin() -> list[str]:
+    if sys.stdin is None or sys.stdin.isatty():
+        fail("no texts to predict: pass them as arguments, with --file, or on stdin")
+    try:
+        stream = getattr(sys.stdin, "buffer", None)  # bytes, to check the encoding
+        return (stream.read().decode("utf-8") if stream is not None
+                else sys.stdin.read()).splitlines()
+    except UnicodeDecodeError as exc:
+        fail(f"standard input is not UTF-8 text (byte {exc.start}): re-encode it as UTF-8")
+
+
+def show(texts: list[str], probs: list[list[float] | None], names: list[str],
+         as_json: bool) -> None:
+    """One line per text: the label and each class's probability, or one JSON object."""
+    width = max(8, *map(len, names))
+    for text, p in zip(texts, probs, strict=True):
+        label = None if p is None else names[max(range(len(p)), key=p.__getitem__)]
+        if as_json:
+            print(strict_json({"text": text, "label": label, "probabilities": None if p is None
+                               else dict(zip(names, p, strict=True))}))
+        elif p is None:
+            print(f"{'(blank)':<{width}}  no text to classify")
+        else:
+            shown = " ".join(f"{n}={v:.4f}" for n, v in zip(names, p, strict=True))
+            print(f"{label:<{width}}  {shown}  {text[:70]}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,22 +100,31 @@ def main(argv: list[str] | None = None) -> int:
         if not cfg.model:  # before reading stdin
             fail("--model is required: pass a model folder such as checkpoints/<run>/best")
         check_fields(cfg)
-        texts = read_texts(cfg, texts)
+        if cfg.out:
+            check_out(cfg.out, cfg.file)  # before the work
         device = pick_device(cfg.device)
+        use_threads(cfg.threads)
         loaded = load_exported(cfg.model, device, cfg.max_length)
-        probs = predict_proba(loaded.model, loaded.tokenizer, texts,
+        rows, texts = read_inputs(cfg, texts, loaded.recorded("text_column", cfg.text_column,
+                                                              "text"))
+        keep = [i for i, t in enumerate(texts) if not is_blank(t)]
+        found = predict_proba(loaded.model, loaded.tokenizer, [texts[i] for i in keep],
                               max_length=loaded.max_length, truncation=loaded.truncation,
-                              batch_size=cfg.batch_size, device=device, precision=cfg.precision)
-        names = loaded.names
-        width = max(8, *map(len, names))
-        for text, p in zip(texts, probs.tolist(), strict=True):
-            label = names[max(range(len(p)), key=p.__getitem__)]
-            if cfg.json:
-                print(strict_json({"text": text, "label": label,
-                                  "probabilities": dict(zip(names, p, strict=True))}))
-            else:
-                shown = " ".join(f"{n}={v:.4f}" for n, v in zip(names, p, strict=True))
-                print(f"{label:<{width}}  {shown}  {text[:70]}")
+                              batch_size=cfg.batch_size, device=device, precision=cfg.precision,
+                              show=bool(cfg.out)).tolist()
+        probs: list[list[float] | None] = [None] * len(texts)
+        for i, p in zip(keep, found, strict=True):
+            probs[i] = p
+        if len(keep) < len(texts):
+            blank = len(texts) - len(keep)
+            print(f"{blank} blank text{'s get' if blank > 1 else ' gets'} no label (kept in "
+                  "place)",
+                  file=sys.stderr)
+        if cfg.out:
+            write_rows(cfg.out, output_rows(rows, probs, loaded.names))
+            print(f"{len(rows)} predictions written to {cfg.out}", file=sys.stderr)
+        else:
+            show(texts, probs, loaded.names, cfg.json)
         return 0
 
     return run_cli(entry)
@@ -98,9 +132,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _split_positional(args: list[str]) -> tuple[list[str], list[str]]:
     """Separate texts from flags (argparse would take a text that starts with '-' as a flag)."""
+    hints = typing.get_type_hints(PredictConfig)
+    takes_value = {"--config"} | {f"--{flag_name(f.name)}" for f in fields(PredictConfig)
+                                  if base_type(hints[f.name])[0] is not bool}
     flags, texts, i = [], [], 0
-    takes_value = {"--model", "--file", "--batch-size", "--max-length", "--device",
-                   "--precision", "--config"}
     while i < len(args):
         arg = args[i]
         if arg == "--":

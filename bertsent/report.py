@@ -55,9 +55,11 @@ def confusion_figure(labels: np.ndarray, preds: np.ndarray, names: list[str]):
     return fig
 
 
-def pr_figure(labels: np.ndarray, positive: np.ndarray):
+def pr_figure(labels: np.ndarray, positive: np.ndarray, name: str = "positive"):
     fig, ax = plt.subplots(figsize=(4.5, 4))
-    PrecisionRecallDisplay.from_predictions(labels, positive, ax=ax, name="positive class")
+    PrecisionRecallDisplay.from_predictions(labels, positive, ax=ax, name=f"class {short(name)}")
+    ax.set_xlabel(f"Recall of {short(name)}")  # not scikit-learn's "(Positive label: 1)"
+    ax.set_ylabel(f"Precision of {short(name)}")
     ax.set_title("Precision-recall")
     fig.tight_layout()
     return fig
@@ -71,6 +73,8 @@ def pr_figure_per_class(labels: np.ndarray, probs: np.ndarray, names: list[str])
         if (labels == i).any():
             PrecisionRecallDisplay.from_predictions(labels == i, probs[:, i], ax=ax,
                                                     name=short(name))
+    ax.set_xlabel("Recall")  # each curve is one class against the rest, not "positive label 1"
+    ax.set_ylabel("Precision")
     ax.set_title("Precision-recall, each class against the rest")
     if len(names) <= 8:
         ax.legend(fontsize="small")
@@ -139,7 +143,7 @@ def write_report(folder: str, result: EvalResult, texts: list[str], metrics: dic
     with quiet_figures():
         figures = {"confusion_matrix": confusion_figure(result.labels, preds, names)}
         if n == 2 and len(np.unique(result.labels)) == 2:
-            figures["precision_recall"] = pr_figure(result.labels, probs[:, 1])
+            figures["precision_recall"] = pr_figure(result.labels, probs[:, 1], names[1])
             figures["reliability"] = reliability_figure(result.labels, probs[:, 1])
         elif 2 < n <= PR_CURVE_MAX_CLASSES and len(result.labels):
             figures["precision_recall"] = pr_figure_per_class(result.labels, probs, names)

@@ -10,7 +10,7 @@ from typing import Any
 
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
-from bertsent.config import TrainConfig, from_mapping
+from bertsent.config import TrainConfig, canonical, from_mapping
 from bertsent.errors import fail
 from bertsent.labels import LabelMap
 from bertsent.runfolder import METRICS, is_finished, relative_path
@@ -20,9 +20,9 @@ UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "labels"
           "truncation", "train_samples", "val_samples", "seed", "group_by_length", "epochs",
           "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "max_steps",
           "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult", "class_weights",
-          "layer_lr_decay")
+          "layer_lr_decay", "select_metric")
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
-SAFE = ("eval_samples", "eval_batch_size", "eval_every", "save_every", "log_every",
+SAFE = ("test_samples", "eval_batch_size", "patience", "eval_every", "save_every", "log_every",
         "keep_last", "sanity_eval_batches", "precision", "compile", "device", "num_workers",
         "skip_nonfinite", "cache_dir")
 
@@ -33,7 +33,7 @@ def differences(saved: dict[str, Any], saved_world: int, cfg: TrainConfig, world
     predates (e.g. class_weights) counts as its default, which is what that run used."""
     now = cfg.to_dict()
     # a setting added after the checkpoint was written had its default then
-    saved = {**TrainConfig().to_dict(), **saved}
+    saved = {**TrainConfig().to_dict(), **canonical(saved)}
     unsafe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in UNSAFE if saved[k] != now[k]]
     safe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in SAFE if saved[k] != now[k]]
     before, after = saved["batch_size"] * saved_world, cfg.batch_size * world
@@ -78,6 +78,13 @@ def saved_labels(state: dict | None) -> dict | None:
     return {"names": list(LabelMap.identity(config["num_labels"]).names), "by_id": True}
 
 
+def read_metrics(run_folder: Path) -> dict:
+    try:
+        return json.loads((run_folder / METRICS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
     """The config to run with: on resume, the checkpoint's settings under the user's flags.
 
@@ -88,6 +95,10 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
     cfg = from_mapping(overrides).checked()
     if not cfg.resume:
         return cfg, None
+    named = Path(cfg.checkpoint_dir) / (cfg.run_name or "")
+    if cfg.resume == "latest" and cfg.run_name and is_finished(named) and \
+            not ckpt.step_checkpoints(named):  # finished, and its checkpoints removed
+        raise RunFinished(named, read_metrics(named))
     if cfg.resume == "latest":
         folder, notes = ckpt.find_latest(Path(cfg.checkpoint_dir), cfg.run_name)
         for note in notes:
@@ -102,17 +113,13 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
              f"{run_folder.name}): a resumed run continues in its checkpoint's folder; drop "
              "--run-name or pass that run's name")
     saved = state["config"]
-    merged = {**saved, **overrides, "run_name": run_folder.name,
+    merged = {**canonical(saved), **canonical(overrides), "run_name": run_folder.name,
               "checkpoint_dir": same_or_relative(cfg.checkpoint_dir, run_folder.parent)}
     cfg = from_mapping(merged).checked()
     saved_world, world = state.get("world_size", 1), D.world_size_from_env()
     check_compatible(saved, saved_world, cfg, world)
     if is_finished(run_folder):
-        try:
-            metrics = json.loads((run_folder / METRICS).read_text())
-        except (OSError, ValueError):
-            metrics = {}
-        raise RunFinished(run_folder, metrics)
+        raise RunFinished(run_folder, read_metrics(run_folder))
     state["resumed_from"] = (f"resuming run {cfg.run_name} in {run_folder} from {folder.name} "
                              f"(step {state['progress']['step']}"
                              + (f"; written by {saved_world} processes, resumed by {world}"

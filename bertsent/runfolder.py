@@ -354,3 +354,25 @@ def prepare(paths: RunPaths, resuming: bool, main: bool) -> None:
     check_output_folder(str(paths.log_dir), "--runs-dir")
     if main:
         claim_log_dir(paths.log_dir, paths.folder, resuming)
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes the folder takes, each file counted once however many hard links it has."""
+    seen, total = set(), 0
+    for path in Path(folder).rglob("*"):
+        try:
+            stat = path.lstat()
+        except OSError:
+            continue
+        if path.is_file() and (stat.st_dev, stat.st_ino) not in seen:
+            seen.add((stat.st_dev, stat.st_ino))
+            total += stat.st_size
+    return total
+
+
+def format_size(size: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"

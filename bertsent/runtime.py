@@ -81,6 +81,12 @@ def autocast_for(precision: str, device: torch.device) -> AutocastFactory:
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
 
 
+def use_threads(threads: int | None) -> None:
+    """--threads: the CPU threads torch's kernels use (None: torch's own choice)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)

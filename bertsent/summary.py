@@ -42,8 +42,12 @@ def run_summary(test: EvalResult, *, progress: Any, config: dict[str, Any], labe
         "expected_calibration_error": test.calibration_error,
         "test_samples": test.metrics["samples"],
         "train_samples": facts["train_samples"],
-        "val_accuracy": progress.best_metric if progress.best_step >= 0 else None,
+        "val_samples": facts["val_samples"],
+        "val_accuracy": (facts["val_metrics"] or {}).get("accuracy"),  # of the reported model
+        "select_metric": config["select_metric"],
+        "best_val_metric": progress.best_metric if progress.best_step >= 0 else None,
         "best_step": progress.best_step,
+        "stopped_early": progress.stopped_early,
         "steps": progress.step,
         "train_samples_per_second": progress.samples_seen / max(progress.train_seconds, 1e-9),
         "train_seconds": progress.train_seconds,

@@ -21,19 +21,33 @@ import torch
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
 from bertsent.cli import parse_overrides
-from bertsent.config import TrainConfig
+from bertsent.config import LOWER_IS_BETTER, TrainConfig
 from bertsent.data import Splits, labelled_splits, subset_indices
 from bertsent.engine import EvalResult, NonFiniteError, StepResult, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
-from bertsent.export import load_weights, save_model
+from bertsent.export import add_test_results, load_weights, read_meta, save_model
 from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.report import write_report
 from bertsent.resume import RunFinished, resolve_resume, resume_command, saved_labels
-from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
-from bertsent.runtime import autocast_for, device_name, pick_device, pick_precision, seed_everything
+from bertsent.runfolder import (
+    RunLock,
+    RunPaths,
+    disk_usage,
+    format_size,
+    prepare,
+    relative_path,
+)
+from bertsent.runtime import (
+    autocast_for,
+    device_name,
+    pick_device,
+    pick_precision,
+    seed_everything,
+    use_threads,
+)
 from bertsent.sampling import TrainBatchSampler
 from bertsent.signals import Stopper
 from bertsent.summary import describe_labels, run_summary, scores
@@ -55,6 +69,8 @@ class Progress:
     skipped_steps: int = 0
     loss_sum: float = 0.0  # summed step losses since the last logged point
     loss_steps: int = 0  # steps in that sum: the logged loss is their mean
+    evals_since_best: int = 0  # validation points in a row without a better --select-metric
+    stopped_early: bool = False  # --patience ran out: the run goes straight to finish()
 
     def advance(self, window: list[int], epoch_batches: int, result: StepResult,
                 seconds: float) -> bool:
@@ -134,7 +150,7 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
     else it is carved from train."""
     val_source = splits.validation if splits.validation is not None else splits.train
     idx = subset_indices(len(splits.train), len(splits.test), cfg.train_samples,
-                         cfg.val_samples, cfg.eval_samples, cfg.seed,
+                         val_size(cfg, splits), cfg.test_samples, cfg.seed,
                          n_val=len(splits.validation) if splits.validation is not None else None)
     parts = {"train": (splits.train, idx.train), "val": (val_source, idx.val),
              "test": (splits.test, idx.test)}
@@ -144,6 +160,10 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
                    for name, (ds, ix) in parts.items()}
     val_texts = val_source.select(idx.val)["text"] if len(idx.val) else []
     return encoded, val_texts, splits.test.select(idx.test)["text"]
+
+
+def val_size(cfg: TrainConfig, splits: Splits) -> int:
+    return cfg.val_size(len(splits.train), carved=splits.validation is None)
 
 
 def setup_model(cfg: TrainConfig, device: torch.device, labels: LabelMap):
@@ -177,11 +197,14 @@ def bind_step(run: Run) -> Any:
 def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper: Stopper,
               resume_state: dict | None) -> tuple[Run, Progress]:
     precision = pick_precision(cfg.precision, device)
-    splits, labels = labelled_splits(  # first: the model's head needs the number of classes
-        cfg.data, cfg.text_column, cfg.label_column, cfg.labels, cfg.num_labels,
-        saved_labels(resume_state), say=lambda note: D.say(
-            note + (f"; model selection uses {cfg.val_samples} reviews carved from train"
-                    if cfg.val_samples else ""), dist))
+    splits, labels = labelled_splits(cfg.data, cfg.text_column, cfg.label_column, cfg.labels,
+                                     cfg.num_labels, saved_labels(resume_state))  # the head
+    if splits.note:  # needs the number of classes: read them first
+        D.say(f"{splits.note}; model selection uses {val_size(cfg, splits)} reviews carved "
+              "from train", dist)
+    if cfg.select_metric == "f1_macro" and labels.num_labels == 2:
+        fail("--select-metric f1_macro needs more than two classes (this data has two): pass "
+             "f1 (the positive class's) or accuracy")
     seed_everything(cfg.seed)  # the classifier head's init depends on it
     tokenizer, model = setup_model(cfg, device, labels)
     data, val_texts, test_texts = setup_data(cfg, tokenizer, dist, splits)
@@ -257,7 +280,7 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     meter = StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
                       cfg.progress_every, run.dist.is_main)
     run.model.train()
-    while progress.step < run.total_steps:
+    while progress.step < run.total_steps and not progress.stopped_early:
         # the epoch: its order is a pure function of (seed, epoch); skip what is done
         run.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
         sizes = [len(b) for b in run.sampler.global_batches()]
@@ -275,18 +298,19 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
             run.history.append((progress.step, result.loss))
             last = progress.step >= run.total_steps
             meter.step(progress, result, lr, last)
-            # validate, and export the model when it is the best so far
+            # validate: the best point so far is exported; --patience may end the run here
             if run.val_loader is not None and (epoch_end or last or every(cfg.eval_every,
                                                                         progress.step)):
-                keep_if_best(run, progress, validate(run, run.val_loader, progress.step))
+                select(run, progress, validate(run, run.val_loader, progress.step))
             # checkpoint, and stop when a signal or hook asked
             stop = run.stopper.should_stop(hooks.stop_after_step == progress.step)
-            if epoch_end or last or stop or every(cfg.save_every, progress.step):
+            if epoch_end or last or stop or progress.stopped_early or \
+                    every(cfg.save_every, progress.step):
                 save_state(run, progress)
             if stop:
                 meter.close()
                 return False
-            if epoch_end:
+            if epoch_end or progress.stopped_early:
                 break  # the next epoch gets a new order and a new iterator
     meter.close()
     return True
@@ -306,11 +330,24 @@ def take_step(run: Run, progress: Progress, micro: list, lr: float, items: int) 
              "is intact")
 
 
-def keep_if_best(run: Run, progress: Progress, result: EvalResult) -> None:
-    """Validation accuracy picks the exported model: best/ is the best point so far."""
-    if result.metrics["accuracy"] > progress.best_metric:
-        progress.best_metric, progress.best_step = result.metrics["accuracy"], progress.step
+def select(run: Run, progress: Progress, result: EvalResult) -> None:
+    """--select-metric picks the exported model: best/ is the best validation point so far.
+    After --patience points in a row without a better one, the run stops early (and finishes
+    normally: the rest of the learning-rate schedule is not run)."""
+    name = run.cfg.select_metric
+    value, lower = result.metrics[name], name in LOWER_IS_BETTER
+    if progress.best_step < 0 or (value < progress.best_metric if lower else
+                                  value > progress.best_metric):
+        progress.best_metric, progress.best_step, progress.evals_since_best = \
+            value, progress.step, 0
         export(run, run.paths.best, {"val": result.metrics, "step": progress.step})
+        return
+    progress.evals_since_best += 1
+    if run.cfg.patience and progress.evals_since_best >= run.cfg.patience:
+        progress.stopped_early = True
+        D.say(f"stopping early at step {progress.step}: validation {name} has not improved "
+              f"for {progress.evals_since_best} points (best {progress.best_metric:.4f} at step "
+              f"{progress.best_step})", run.dist)
 
 
 def validate(run: Run, loader, step: int, prefix: str = "val",
@@ -339,6 +376,7 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
             D.say(str(done))
             return {**done.metrics, "already_finished": True, "history": []}
         device = pick_device(cfg.device)
+        use_threads(cfg.threads)
         dist = stopper.dist = D.setup_distributed(device.type)
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
@@ -402,22 +440,40 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     result = run_summary(test, progress=progress, config=run.cfg.to_dict(), labels=run.labels,
                          facts={"test_split": run.splits.test_split,
                                 "train_samples": len(run.sampler.lengths),
+                                "val_samples": len(run.val_texts),
+                                "val_metrics": read_meta(str(best)).get("metrics", {}).get("val"),
                                 "test_seconds": time.perf_counter() - start,
                                 "precision": run.precision,
                                 "device_name": device_name(run.device),
                                 "world_size": run.dist.world_size,
                                 "best_model_dir": relative_path(best)})
     if run.dist.is_main:
-        run.paths.metrics.write_text(strict_json(result, indent=2))
-        try:
-            write_report(str(run.paths.report), test, run.test_texts, result)
-        except Exception as exc:  # noqa: BLE001 - the scores are saved; pictures are extra
-            D.say(f"warning: the report in {run.paths.report} was not written "
-                  f"({type(exc).__name__}: {exc}); metrics.json is complete")
-        run.logger.hparams(run.cfg.to_dict(), {**scores(test), "val_accuracy":
-                                               result["val_accuracy"] or 0.0})
+        write_results(run, test, result, best)
     run.logger.close()
     return {**result, "history": run.history}
+
+
+def write_results(run: Run, test: EvalResult, result: dict[str, Any], best) -> None:
+    """The reported model's card gets the test figures; metrics.json (last: it marks the run
+    finished), the report, and TensorBoard's hparams; then the disk is tidied: identical
+    exports stored once, step checkpoints removed (unless --keep-checkpoints)."""
+    if best != run.paths.final:
+        ckpt.store_once(best, run.paths.final)
+    add_test_results(best, run.cfg.to_dict(), list(run.labels.names), result)
+    run.paths.metrics.write_text(strict_json(result, indent=2))
+    try:
+        write_report(str(run.paths.report), test, run.test_texts, result)
+    except Exception as exc:  # noqa: BLE001 - the scores are saved; pictures are extra
+        D.say(f"warning: the report in {run.paths.report} was not written "
+              f"({type(exc).__name__}: {exc}); metrics.json is complete")
+    run.logger.hparams(run.cfg.to_dict(), {**scores(test), "val_accuracy":
+                                           result["val_accuracy"] or 0.0})
+    removed = 0 if run.cfg.keep_checkpoints else ckpt.remove_step_checkpoints(run.paths.folder)
+    D.say(f"run {run.cfg.run_name} finished: test accuracy {result['accuracy']:.4f} on "
+          f"{result['test_samples']} reviews; {run.paths.folder} takes "
+          f"{format_size(disk_usage(run.paths.folder))} on disk"
+          + (f" ({removed} step checkpoints removed: --keep-checkpoints keeps them)"
+             if removed else ""))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -89,7 +89,7 @@ def tiny_config(tiny_model_dir, tiny_data_dir, tmp_path) -> dict:
 def tiny_settings(tiny_model_dir: Path, tiny_data_dir: Path, tmp_path: Path) -> dict:
     """Settings for a seconds-long CPU training run on the tiny model and data."""
     return dict(model=str(tiny_model_dir), data=str(tiny_data_dir), train_samples=96,
-                val_samples=32, eval_samples=40, epochs=2, batch_size=8, eval_batch_size=16,
+                val_samples=32, test_samples=40, epochs=2, batch_size=8, eval_batch_size=16,
                 lr=1e-2, head_lr_mult=1.0, max_length=48, precision="fp32", device="cpu", seed=7,
                 save_every=4, log_every=1, run_name="tiny", sanity_eval_batches=1,
                 runs_dir=str(tmp_path / "runs"), checkpoint_dir=str(tmp_path / "ckpt"),

@@ -95,10 +95,10 @@ def bad(tmp_path_factory, tiny_model_dir, tiny_data_dir):
     paths.update(not_a_model=str(root / "not_a_model"), no_weights=str(no_weights))
     ckpt_root, runs_root = root / "ckpt", root / "runs"
     base = ["--model", str(tiny_model_dir), "--data", str(tiny_data_dir), "--train-samples",
-            "16", "--val-samples", "8", "--eval-samples", "8", "--max-length", "32",
+            "16", "--val-samples", "8", "--test-samples", "8", "--max-length", "32",
             "--checkpoint-dir", str(ckpt_root), "--runs-dir", str(runs_root), "--precision",
             "fp32", "--save-every", "1", "--cache-dir", str(root / "cache")]
-    assert train.main([*base, "--run-name", "done"]) == 0
+    assert train.main([*base, "--run-name", "done", "--keep-checkpoints"]) == 0
     step = sorted((ckpt_root / "done").glob("step-*"))[-1]
     truncated = root / "truncated"
     shutil.copytree(step, truncated)

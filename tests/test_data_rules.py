@@ -196,7 +196,7 @@ def test_a_minus_one_to_one_scale_trains_when_listed(settings, tmp_path):
     frame["label"] = [(-1, 0, 1)[i % 3] for i in range(len(frame))]
     data = write_splits(tmp_path / "d", train=frame, test=frame.iloc[:30])
     result = train({**settings, "data": str(data), "labels": "-1,0,1", "epochs": 1,
-                    "eval_samples": None})
+                    "test_samples": None})
     assert result["labels"] == ["-1", "0", "1"] and result["test_samples"] == 30
 
 
@@ -277,7 +277,7 @@ def test_a_csv_run_keeps_01_and_1_apart(settings, tmp_path):
         frame["label"] = [classes[i % 3] for i in range(n)]
         frame.to_csv(folder / f"{split}.csv", index=False)
     result = train({**settings, "data": str(folder), "epochs": 1, "train_samples": 64,
-                    "eval_samples": None})
+                    "test_samples": None})
     assert result["labels"] == classes
     model = json.loads((tmp_path / "ckpt" / "tiny" / "final" / "config.json").read_text())
     assert [model["id2label"][str(i)] for i in range(3)] == classes

@@ -14,7 +14,7 @@ from tests.conftest import tiny_settings
 
 def run(tiny_config, tmp_path, name, nproc, batch_size, extra=(), env=None):
     cfg = {**tiny_config, "run_name": name, "batch_size": batch_size, "dropout": 0.0,
-           "eval_samples": 37, "epochs": 2, "save_every": 3, "val_samples": 8,
+           "test_samples": 37, "epochs": 2, "save_every": 3, "val_samples": 8,
            "sanity_eval_batches": 1}  # 1 val batch: rank 1 has none (must not hang)
     argv = []
     for key, value in cfg.items():

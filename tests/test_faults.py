@@ -38,7 +38,7 @@ TIMEOUT = 120  # seconds for any one wait; a healthy run takes about 10
 
 def base_args(tiny_model_dir: Path, tiny_data_dir: Path, root: Path, run: str) -> list[str]:
     return ["--model", str(tiny_model_dir), "--data", str(tiny_data_dir),
-            "--train-samples", "96", "--val-samples", "32", "--eval-samples", "40",
+            "--train-samples", "96", "--val-samples", "32", "--test-samples", "40",
             "--epochs", "2", "--batch-size", "8", "--eval-batch-size", "16",
             "--save-every", "2", "--log-every", "1", "--max-length", "48", "--lr", "1e-2",
             "--head-lr-mult", "1",

@@ -30,7 +30,7 @@ def trained(shared_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("shared-run")
     out = cli("train", "--model", shared_dir / "models" / "minilm-l3", "--data",
               shared_dir / "data" / "imdb", "--train-samples", 48, "--val-samples", 16,
-              "--eval-samples", 32, "--max-length", 64, "--batch-size", 8,
+              "--test-samples", 32, "--max-length", 64, "--batch-size", 8,
               "--run-name", "shared", "--checkpoint-dir", tmp / "ckpt", "--runs-dir",
               tmp / "runs", "--cache-dir", tmp / "cache")
     return tmp, json.loads(out.strip().splitlines()[-1]), shared_dir

@@ -240,9 +240,9 @@ def test_string_labels_train_exactly_like_integer_labels(tiny_config, tmp_path):
     named = {s: f.assign(sentiment=f.label.map({0: "negative", 1: "positive"}))
              .drop(columns="label") for s, f in frames.items()}
     ints = _run(tiny_config, tmp_path, write_splits(tmp_path / "ints", **frames),
-                run_name="ints")
+                run_name="ints", keep_checkpoints=True)
     strings = _run(tiny_config, tmp_path, write_splits(tmp_path / "strings", **named),
-                   run_name="strings", label_column="sentiment")
+                   run_name="strings", label_column="sentiment", keep_checkpoints=True)
     assert strings["history"] == ints["history"] and strings["accuracy"] == ints["accuracy"]
     root = tmp_path / "ckpt"
     a, b = load_file(root / "ints" / "final" / "model.safetensors"), \
@@ -286,7 +286,7 @@ def test_three_classes_end_to_end(three_class_run):
     best = tmp / "ckpt" / "three" / "best"
     assert json.loads((best / "config.json").read_text())["id2label"] == \
         {str(i): n for i, n in enumerate(names)}
-    assert "3-class classification" in (best / "README.md").read_text()
+    assert "3-class text classification" in (best / "README.md").read_text()
 
 
 def test_three_class_names_reach_predict_and_pipeline(three_class_run, capsys):
@@ -426,7 +426,8 @@ def test_balanced_class_weights_train_an_imbalanced_set(tiny_config, tmp_path):
 def test_mapped_labels_resume_exactly(tiny_config, tmp_path):
     data = write_splits(tmp_path / "d", train=make_classes_frame(240, 1, RATINGS),
                         test=make_classes_frame(60, 2, RATINGS))
-    base = {**tiny_config, "data": str(data), "class_weights": "balanced", "save_every": 3}
+    base = {**tiny_config, "data": str(data), "class_weights": "balanced", "save_every": 3,
+            "keep_checkpoints": True}
     full = train({**base, "run_name": "full"})
     part = train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=7))
     rest = train({**base, "run_name": "cut", "resume": "latest"})

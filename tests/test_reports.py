@@ -124,7 +124,7 @@ def test_tensorboard_draws_a_curve_per_class_only_while_readable(tiny_model_dir,
                             train=make_classes_frame(4 * classes, 1, cues),
                             test=make_classes_frame(2 * classes, 2, cues))
         cfg = {**tiny_settings(tiny_model_dir, data, tmp_path), "run_name": f"c{classes}",
-               "train_samples": None, "val_samples": classes, "eval_samples": None,
+               "train_samples": None, "val_samples": classes, "test_samples": None,
                "epochs": 1, "max_steps": 2, "sanity_eval_batches": 0}
         train(cfg)
         tb = EventAccumulator(str(tmp_path / "runs" / f"c{classes}"))

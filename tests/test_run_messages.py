@@ -129,7 +129,8 @@ def test_a_signal_while_the_final_model_is_written_does_not_claim_it_exists(
 
 def test_results_name_no_absolute_path(tiny_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    settings = {**tiny_config, "epochs": 1, "checkpoint_dir": "ckpt", "runs_dir": "runs"}
+    settings = {**tiny_config, "epochs": 1, "checkpoint_dir": "ckpt", "runs_dir": "runs",
+                "keep_checkpoints": True}
     train(settings, hooks=Hooks(stop_after_step=4))
     train({**settings, "resume": "latest"})
     run = tmp_path / "ckpt" / "tiny"

@@ -17,7 +17,7 @@ def weights(folder):
 
 
 def test_training_run_writes_everything(tiny_config, tmp_path):
-    result = train(tiny_config)
+    result = train({**tiny_config, "keep_checkpoints": True})
     run_dir = tmp_path / "ckpt" / "tiny"
     assert result["accuracy"] > 0.8 and result["val_accuracy"] > 0.8  # the tiny task is easy
     assert result["test_samples"] == 40 and result["steps"] == 24
