@@ -116,6 +116,9 @@ class TrainConfig:
     dropout: float | None = _f(0.0, "dropout probability for the whole model (none: keep the "
                                "model's own); 0 trains better in one epoch and enables the "
                                "fused attention kernel")
+    ema: float | None = _f(None, "decay of an exponential moving average of the weights, "
+                           "evaluated and exported in place of the raw weights (e.g. 0.999; "
+                           "default: off)")
     group_by_length: bool = _f(True, "batch reviews of similar length together")
     seed: int = _f(42, "seed for shuffling, subsets, dropout and the classifier head")
     # model selection
@@ -267,6 +270,7 @@ _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "
 _RANGES = {  # name: (low, high, low inclusive, high inclusive)
     "dropout": (0, 1, True, False), "warmup_ratio": (0, 1, True, False),
     "layer_lr_decay": (0, 1, False, True), "seed": (0, SEED_LIMIT - 1, True, True),
+    "ema": (0, 1, False, False),
 }
 _AT_LEAST = {"keep_last": 1, "num_labels": 2, "max_length": 8}
 _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "unset"

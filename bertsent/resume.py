@@ -20,7 +20,7 @@ UNSAFE = ("model", "data", "text_column", "label_column", "num_labels", "labels"
           "truncation", "train_samples", "val_samples", "seed", "group_by_length", "epochs",
           "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "max_steps",
           "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult", "class_weights",
-          "layer_lr_decay", "select_metric")
+          "layer_lr_decay", "select_metric", "ema")
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("test_samples", "eval_batch_size", "patience", "eval_every", "save_every", "log_every",
         "keep_last", "sanity_eval_batches", "precision", "compile", "device", "num_workers",

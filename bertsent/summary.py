@@ -3,10 +3,13 @@ was chosen, how long each part took, and the settings that produced it."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from bertsent.checkpoint import remove_step_checkpoints, store_once
 from bertsent.engine import EvalResult
 from bertsent.labels import LabelMap
+from bertsent.runfolder import RunPaths, disk_usage, format_size
 
 SCORES = ("accuracy", "f1", "precision", "recall", "loss", "f1_macro", "f1_weighted", "mae")
 # the settings a result depends on, recorded beside it (docs/results/<run>.json)
@@ -60,3 +63,15 @@ def run_summary(test: EvalResult, *, progress: Any, config: dict[str, Any], labe
         "best_model_dir": facts["best_model_dir"],
         "settings": {k: config[k] for k in RESULT_SETTINGS},
     }
+
+
+def tidy(paths: RunPaths, best: Path, keep_checkpoints: bool) -> str:
+    """A finished run's disk: identical exports stored once (best/ and final/ of a run whose
+    best point is its last step), step checkpoints removed unless kept (a finished run is never
+    resumed). Returns what it takes, for the run's last line."""
+    if best != paths.final:
+        store_once(best, paths.final)
+    removed = 0 if keep_checkpoints else remove_step_checkpoints(paths.folder)
+    return (f"{paths.folder} takes {format_size(disk_usage(paths.folder))} on disk"
+            + (f" ({removed} step checkpoints removed: --keep-checkpoints keeps them)"
+               if removed else ""))

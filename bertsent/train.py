@@ -8,12 +8,13 @@ concern has a module of its own (see docs/architecture.md): this file only calls
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +24,7 @@ from bertsent import distributed as D
 from bertsent.cli import parse_overrides
 from bertsent.config import LOWER_IS_BETTER, TrainConfig
 from bertsent.data import Splits, labelled_splits, subset_indices
+from bertsent.ema import WeightAverage
 from bertsent.engine import EvalResult, NonFiniteError, StepResult, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.export import add_test_results, load_weights, read_meta, save_model
@@ -30,13 +32,12 @@ from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at
+from bertsent.progress import Progress
 from bertsent.report import write_report
 from bertsent.resume import RunFinished, resolve_resume, resume_command, saved_labels
 from bertsent.runfolder import (
     RunLock,
     RunPaths,
-    disk_usage,
-    format_size,
     prepare,
     relative_path,
 )
@@ -50,47 +51,9 @@ from bertsent.runtime import (
 )
 from bertsent.sampling import TrainBatchSampler
 from bertsent.signals import Stopper
-from bertsent.summary import describe_labels, run_summary, scores
+from bertsent.summary import describe_labels, run_summary, scores, tidy
 from bertsent.tokens import Collator, EncodedDataset, eval_loader, tokenize
 from bertsent.tracking import RunLogger, StepMeter
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint."""
-
-    step: int = 0  # optimizer steps taken
-    epoch: int = 0
-    batch_in_epoch: int = 0  # global micro-batches consumed this epoch: the sampler position
-    samples_seen: int = 0
-    train_seconds: float = 0.0
-    best_metric: float = -math.inf
-    best_step: int = -1
-    skipped_steps: int = 0
-    loss_sum: float = 0.0  # summed step losses since the last logged point
-    loss_steps: int = 0  # steps in that sum: the logged loss is their mean
-    evals_since_best: int = 0  # validation points in a row without a better --select-metric
-    stopped_early: bool = False  # --patience ran out: the run goes straight to finish()
-
-    def advance(self, window: list[int], epoch_batches: int, result: StepResult,
-                seconds: float) -> bool:
-        """Count one optimizer step over the `window` micro-batches; True at the epoch's end."""
-        self.step += 1
-        self.batch_in_epoch += len(window)
-        self.samples_seen += sum(window)
-        self.train_seconds += seconds
-        self.skipped_steps += result.skipped
-        if self.batch_in_epoch < epoch_batches:
-            return False
-        self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-        return True
-
-    def state_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for key, value in state.items():
-            setattr(self, key, value)
 
 
 @dataclass
@@ -119,6 +82,7 @@ class Run:
     eval_model: torch.nn.Module  # the model inside DDP: ranks hold unequal eval batches
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
+    ema: WeightAverage | None  # --ema: the average is what is evaluated and exported
     step: Any  # train_step with this run's constants bound: step(micro, lr=, num_items=)
     sampler: TrainBatchSampler
     train_loader: torch.utils.data.DataLoader
@@ -139,7 +103,12 @@ class Run:
     def live_state(self, progress: Progress) -> dict[str, Any]:
         """The checkpoint's live entries, saved and restored the same way (checkpoint.py)."""
         return {"model": self.raw_model, "optimizer": self.optimizer, "scaler": self.scaler,
-                "progress": progress, "rng": ckpt.GlobalRNG()}
+                "ema": self.ema, "progress": progress, "rng": ckpt.GlobalRNG()}
+
+    def averaged(self):
+        """The weights to evaluate and export: the average under --ema (swapped in for the
+        duration), else the training weights as they are."""
+        return self.ema.applied(self.raw_model) if self.ema else contextlib.nullcontext()
 
 
 # ---------------------------------------------------------------- setup
@@ -229,7 +198,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper:
     progress = Progress()
     run = Run(cfg=cfg, dist=dist, device=device, precision=precision, tokenizer=tokenizer,
               raw_model=model, model=model, eval_model=model, optimizer=optimizer,
-              scaler=scaler, step=None, sampler=sampler, train_loader=train_loader,
+              scaler=scaler, ema=WeightAverage(model, cfg.ema) if cfg.ema else None, step=None,
+              sampler=sampler, train_loader=train_loader,
               val_loader=loaders["val"], test_loader=loaders["test"], total_steps=total,
               warmup_steps=round(cfg.warmup_ratio * total), paths=paths, logger=RunLogger(None),
               labels=labels, class_weights=weights, stopper=stopper, splits=splits,
@@ -269,8 +239,9 @@ def last_checkpoint(run: Run) -> str:
 def export(run: Run, folder, metrics: dict) -> None:
     """The model as a Hugging Face folder that `pipeline` loads (rank 0)."""
     if run.dist.is_main:
-        save_model(folder, run.raw_model, run.tokenizer, run.cfg.to_dict(), metrics,
-                   list(run.labels.names))
+        with run.averaged():
+            save_model(folder, run.raw_model, run.tokenizer, run.cfg.to_dict(), metrics,
+                       list(run.labels.names))
 
 
 # ---------------------------------------------------------------- the loop
@@ -323,11 +294,14 @@ def every(interval: int, step: int) -> bool:
 def take_step(run: Run, progress: Progress, micro: list, lr: float, items: int) -> StepResult:
     """One optimizer step; a non-finite loss or gradient stops the run in one line."""
     try:
-        return run.step(micro, lr=lr, num_items=items)
+        result = run.step(micro, lr=lr, num_items=items)
     except NonFiniteError as exc:
         fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr or check the "
              f"data, or pass --skip-nonfinite; the last good checkpoint {last_checkpoint(run)} "
              "is intact")
+    if run.ema is not None and not result.skipped:
+        run.ema.update(run.raw_model)
+    return result
 
 
 def select(run: Run, progress: Progress, result: EvalResult) -> None:
@@ -335,30 +309,25 @@ def select(run: Run, progress: Progress, result: EvalResult) -> None:
     After --patience points in a row without a better one, the run stops early (and finishes
     normally: the rest of the learning-rate schedule is not run)."""
     name = run.cfg.select_metric
-    value, lower = result.metrics[name], name in LOWER_IS_BETTER
-    if progress.best_step < 0 or (value < progress.best_metric if lower else
-                                  value > progress.best_metric):
-        progress.best_metric, progress.best_step, progress.evals_since_best = \
-            value, progress.step, 0
+    if progress.validated(result.metrics[name], name in LOWER_IS_BETTER, run.cfg.patience):
         export(run, run.paths.best, {"val": result.metrics, "step": progress.step})
-        return
-    progress.evals_since_best += 1
-    if run.cfg.patience and progress.evals_since_best >= run.cfg.patience:
-        progress.stopped_early = True
+    elif progress.stopped_early:
         D.say(f"stopping early at step {progress.step}: validation {name} has not improved "
               f"for {progress.evals_since_best} points (best {progress.best_metric:.4f} at step "
               f"{progress.best_step})", run.dist)
 
 
 def validate(run: Run, loader, step: int, prefix: str = "val",
-             max_batches: int | None = None) -> EvalResult:
-    """One evaluation pass over every rank's share; a full pass is logged to TensorBoard."""
-    result = evaluate(run.eval_model, loader, run.device, num_labels=run.labels.num_labels,
-                      autocast=autocast_for(run.precision, run.device),
-                      max_batches=max_batches, desc=prefix,
-                      gather=D.all_gather_objects if run.dist.enabled else None,
-                      names=list(run.labels.names), show=run.dist.is_main,
-                      progress_every=run.cfg.progress_every)
+             max_batches: int | None = None, average: bool = True) -> EvalResult:
+    """One evaluation pass over every rank's share (of the averaged weights under --ema,
+    unless they are already in the model); a full pass is logged to TensorBoard."""
+    with run.averaged() if average else contextlib.nullcontext():
+        result = evaluate(run.eval_model, loader, run.device, num_labels=run.labels.num_labels,
+                          autocast=autocast_for(run.precision, run.device),
+                          max_batches=max_batches, desc=prefix,
+                          gather=D.all_gather_objects if run.dist.enabled else None,
+                          names=list(run.labels.names), show=run.dist.is_main,
+                          progress_every=run.cfg.progress_every)
     if max_batches is None:
         run.logger.evaluation(prefix, result, list(run.labels.names), step,
                               run.val_texts if prefix == "val" else None)
@@ -434,9 +403,9 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
                               f"{run.paths.final}: {resume_command(run.cfg)} reports on test")
     best = run.paths.best if progress.best_step >= 0 else run.paths.final
     D.barrier()
-    load_weights(run.raw_model, best)
+    load_weights(run.raw_model, best)  # as exported: averaged already under --ema
     start = time.perf_counter()
-    test = validate(run, run.test_loader, progress.step, prefix="test")
+    test = validate(run, run.test_loader, progress.step, prefix="test", average=False)
     result = run_summary(test, progress=progress, config=run.cfg.to_dict(), labels=run.labels,
                          facts={"test_split": run.splits.test_split,
                                 "train_samples": len(run.sampler.lengths),
@@ -455,10 +424,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
 
 def write_results(run: Run, test: EvalResult, result: dict[str, Any], best) -> None:
     """The reported model's card gets the test figures; metrics.json (last: it marks the run
-    finished), the report, and TensorBoard's hparams; then the disk is tidied: identical
-    exports stored once, step checkpoints removed (unless --keep-checkpoints)."""
-    if best != run.paths.final:
-        ckpt.store_once(best, run.paths.final)
+    finished), the report, and TensorBoard's hparams; then the disk is tidied."""
     add_test_results(best, run.cfg.to_dict(), list(run.labels.names), result)
     run.paths.metrics.write_text(strict_json(result, indent=2))
     try:
@@ -468,12 +434,8 @@ def write_results(run: Run, test: EvalResult, result: dict[str, Any], best) -> N
               f"({type(exc).__name__}: {exc}); metrics.json is complete")
     run.logger.hparams(run.cfg.to_dict(), {**scores(test), "val_accuracy":
                                            result["val_accuracy"] or 0.0})
-    removed = 0 if run.cfg.keep_checkpoints else ckpt.remove_step_checkpoints(run.paths.folder)
     D.say(f"run {run.cfg.run_name} finished: test accuracy {result['accuracy']:.4f} on "
-          f"{result['test_samples']} reviews; {run.paths.folder} takes "
-          f"{format_size(disk_usage(run.paths.folder))} on disk"
-          + (f" ({removed} step checkpoints removed: --keep-checkpoints keeps them)"
-             if removed else ""))
+          f"{result['test_samples']} reviews; " + tidy(run.paths, best, run.cfg.keep_checkpoints))
 
 
 def main(argv: list[str] | None = None) -> int:
