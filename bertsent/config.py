@@ -223,6 +223,58 @@ class PredictConfig:
     threads: int | None = _f(None, "CPU threads torch uses (default: one per core)")
 
 
+@dataclass
+class PretrainConfig:
+    """Continue masked-language-model training of a base model on the data's own texts (its
+    train split and an unlabelled split such as IMDb's unsup, never validation or test) before
+    fine-tuning; writes a model folder that bertsent.train --model takes."""
+
+    model: str = _f("sentence-transformers/all-MiniLM-L6-v2", "hub id or local model folder")
+    data: str = _f("stanfordnlp/imdb", "hub dataset id or local data folder: its train and "
+                   "unsup texts")
+    text_column: str = _f("text", "name of the text column")
+    max_length: int = _f(256, "tokens per text after truncation")
+    truncation: str = _f("head+tail", "which tokens to keep from long texts", choices=TRUNCATIONS)
+    mask_prob: float = _f(0.15, "share of the tokens masked (BERT's token-level rule: of them "
+                          "80% [MASK], 10% a random token, 10% unchanged)")
+    epochs: int = _f(1, "passes over the texts")
+    max_steps: int | None = _f(None, "stop after this many optimizer steps (sets the schedule; "
+                               "the budget of a pre-training run)")
+    batch_size: int = _f(16, "micro-batch size")
+    grad_accum: int = _f(1, "micro-batches per optimizer step")
+    lr: float = _f(1e-4, "peak learning rate")
+    weight_decay: float = _f(0.01, "decoupled weight decay on weight matrices only")
+    warmup_ratio: float = _f(0.06, "fraction of optimizer steps spent warming up linearly")
+    max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
+    val_samples: int = _f(500, "texts held out to measure the masked-LM loss")
+    group_by_length: bool = _f(True, "batch texts of similar length together")
+    seed: int = _f(42, "seed for shuffling, the held-out texts, the masks and the new head")
+    device: str = _f("auto", "auto, cpu, cuda or cuda:N")
+    precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
+                        choices=PRECISIONS)
+    threads: int | None = _f(None, "CPU threads torch uses (default: one per core)")
+    run_name: str | None = _f(None, "name of the run (default: <model>-mlm-<timestamp>)")
+    runs_dir: str = _f("runs", "TensorBoard log root")
+    checkpoint_dir: str = _f("checkpoints", "checkpoint root; the model is written to "
+                             "<checkpoint-dir>/<run>/final")
+    cache_dir: str = _f("~/.cache/bertsent", "where tokenised texts are cached")
+    log_every: int = _f(10, "optimizer steps between training scalars")
+    progress_every: float = _f(60.0, "seconds between plain progress lines when stderr is not "
+                               "a terminal; 0 disables them")
+    save_every: int = _f(200, "optimizer steps between checkpoints (0: epoch ends only)")
+    eval_every: int = _f(0, "optimizer steps between held-out losses (0: epoch ends only)")
+    keep_last: int = _f(2, "step checkpoints kept while the run trains")
+    resume: str | None = _f(None, "'latest' or a checkpoint folder to continue from")
+    resume_force: bool = _f(False, "resume even when safe-to-change settings differ")
+
+    def checked(self) -> PretrainConfig:
+        check_fields(self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
 def flag_name(name: str) -> str:
     return name.replace("_", "-")
 
@@ -270,7 +322,7 @@ _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "
 _RANGES = {  # name: (low, high, low inclusive, high inclusive)
     "dropout": (0, 1, True, False), "warmup_ratio": (0, 1, True, False),
     "layer_lr_decay": (0, 1, False, True), "seed": (0, SEED_LIMIT - 1, True, True),
-    "ema": (0, 1, False, False),
+    "ema": (0, 1, False, False), "mask_prob": (0, 1, False, False),
 }
 _AT_LEAST = {"keep_last": 1, "num_labels": 2, "max_length": 8}
 _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "unset"

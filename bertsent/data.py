@@ -251,6 +251,46 @@ def load_raw(data: str) -> DatasetDict:
     return DatasetDict(splits)
 
 
+UNLABELLED_SPLITS = ("unsup", "unlabelled", "unlabeled")  # IMDb's 50,000 extra reviews
+
+
+def pretraining_texts(data: str, text_column: str) -> tuple[Dataset, list[str]]:
+    """(texts, the splits they come from) for within-task pre-training: the train split and an
+    unlabelled split when the data has one (IMDb's `unsup`), never validation or test texts.
+    Their labels are not read."""
+    path = Path(data).expanduser()
+    names = ("train", *UNLABELLED_SPLITS)
+    if path.is_dir():
+        found = {s: f for s in names if (f := _split_files(path, s))}
+        splits = {s: _read_split(fmt, files, data, s) for s, (fmt, files) in found.items()}
+    elif _looks_like_path(data):
+        fail(f"data path {data} does not exist: pass a folder with a train file (and "
+             "optionally unsup) or a hub dataset id")
+    else:
+        hub_answers()
+        try:
+            loaded = datasets.load_dataset(data)
+        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+            fail(f"cannot load dataset '{data}' from the Hugging Face hub "
+                 f"({type(exc).__name__}): pass a local --data folder")
+        splits = {s: loaded[s] for s in names if s in loaded}
+    if "train" not in splits:
+        fail(f"{data} has no train split to pre-train on: add train.parquet (or .csv/.jsonl)")
+    parts = []
+    for name, ds in splits.items():
+        if text_column not in ds.column_names:
+            fail(f"the {name} split has no column '{text_column}' (columns: "
+                 f"{', '.join(ds.column_names)}): pass --text-column with the right name")
+        texts = ds.select_columns([text_column])
+        column = texts.data.column(text_column)
+        if column.null_count or not is_string(column) or _blanks(column):
+            fail(f"the {name} split has missing, blank or non-text values in '{text_column}': "
+                 "drop those rows")
+        parts.append(texts.rename_column(text_column, "text") if text_column != "text"
+                     else texts)
+    return datasets.concatenate_datasets(parts), list(splits)
+
+
 @dataclass(frozen=True)
 class Splits:
     """Which split does what. `validation` (the data's own) selects the model; `test` is

@@ -26,6 +26,9 @@ class StepResult:
     skipped: bool = False  # the update was skipped because loss or gradient was not finite
 
 
+LossFn = Callable[[torch.nn.Module, dict, AutocastFactory], torch.Tensor]  # a summed loss
+
+
 class NonFiniteError(RuntimeError):
     """Loss or gradient norm became NaN/inf."""
 
@@ -49,7 +52,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                scaler: torch.amp.GradScaler | None = None, world_size: int = 1,
                skip_nonfinite: bool = False,
                all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
-               class_weights: torch.Tensor | None = None) -> StepResult:
+               class_weights: torch.Tensor | None = None,
+               loss_fn: LossFn | None = None) -> StepResult:
     """Forward, loss, backward for each micro-batch, then clip, step and zero the gradients.
 
     Each micro-batch's summed loss is divided by `num_items`, the samples of the whole step on
@@ -58,6 +62,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     `class_weights` each sample's loss is multiplied by its class's weight and the sum is
     still divided by `num_items` (not by the sum of the weights, which no micro-batch knows):
     the loss is the mean weighted loss per sample, and accumulation stays exact.
+
+    `loss_fn(model, batch, autocast)` replaces the classification loss with another summed one
+    (the masked-LM loss of pre-training, where `num_items` counts masked tokens).
     """
     set_lr(optimizer, lr)
     losses = []
@@ -66,9 +73,9 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         sync = contextlib.nullcontext() if last or not hasattr(model, "no_sync") \
             else model.no_sync()
         with sync:
-            logits = forward_logits(model, batch, autocast)
-            loss = F.cross_entropy(logits, batch["labels"], weight=class_weights,
-                                   reduction="sum")
+            loss = loss_fn(model, batch, autocast) if loss_fn else F.cross_entropy(
+                forward_logits(model, batch, autocast), batch["labels"], weight=class_weights,
+                reduction="sum")
             scaled = loss * (world_size / num_items)
             (scaler.scale(scaled) if scaler else scaled).backward()
         losses.append(loss.detach())

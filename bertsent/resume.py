@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,27 @@ SAFE = ("test_samples", "eval_batch_size", "patience", "eval_every", "save_every
         "skip_nonfinite", "cache_dir")
 
 
-def differences(saved: dict[str, Any], saved_world: int, cfg: TrainConfig, world: int
-                ) -> tuple[list[str], list[str]]:
+@dataclass(frozen=True)
+class Rules:
+    """An entry point's settings class and which of its settings may differ on resume."""
+
+    cls: type
+    unsafe: tuple[str, ...]
+    safe: tuple[str, ...]
+
+
+TRAIN = Rules(TrainConfig, UNSAFE, SAFE)
+
+
+def differences(saved: dict[str, Any], saved_world: int, cfg: Any, world: int,
+                rules: Rules = TRAIN) -> tuple[list[str], list[str]]:
     """(unsafe, safe) differences as 'name: saved -> now' strings. A setting that a checkpoint
     predates (e.g. class_weights) counts as its default, which is what that run used."""
     now = cfg.to_dict()
     # a setting added after the checkpoint was written had its default then
-    saved = {**TrainConfig().to_dict(), **canonical(saved)}
-    unsafe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in UNSAFE if saved[k] != now[k]]
-    safe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in SAFE if saved[k] != now[k]]
+    saved = {**rules.cls().to_dict(), **canonical(saved)}
+    unsafe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in rules.unsafe if saved[k] != now[k]]
+    safe = [f"{k}: {saved[k]!r} -> {now[k]!r}" for k in rules.safe if saved[k] != now[k]]
     before, after = saved["batch_size"] * saved_world, cfg.batch_size * world
     if before != after:
         unsafe.append(f"global batch (batch_size x processes): {saved['batch_size']} x "
@@ -43,9 +56,9 @@ def differences(saved: dict[str, Any], saved_world: int, cfg: TrainConfig, world
     return unsafe, safe
 
 
-def check_compatible(saved: dict[str, Any], saved_world: int, cfg: TrainConfig,
-                     world: int) -> None:
-    unsafe, safe = differences(saved, saved_world, cfg, world)
+def check_compatible(saved: dict[str, Any], saved_world: int, cfg: Any, world: int,
+                     rules: Rules = TRAIN) -> None:
+    unsafe, safe = differences(saved, saved_world, cfg, world, rules)
     if unsafe:
         fail("cannot resume: the checkpoint was made with other settings ("
              + "; ".join(unsafe) + "): resume with the same settings or start a new run")
@@ -85,14 +98,14 @@ def read_metrics(run_folder: Path) -> dict:
         return {}
 
 
-def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]:
+def resolve_resume(overrides: dict[str, Any], rules: Rules = TRAIN) -> tuple[Any, dict | None]:
     """The config to run with: on resume, the checkpoint's settings under the user's flags.
 
     A resumed run writes into the folder its checkpoint is in (a copied run continues in the
     copy, never in the folder it was copied from), so the run name and checkpoint root come
     from that folder; a --run-name that names another folder is refused.
     """
-    cfg = from_mapping(overrides).checked()
+    cfg = from_mapping(overrides, rules.cls).checked()
     if not cfg.resume:
         return cfg, None
     named = Path(cfg.checkpoint_dir) / (cfg.run_name or "")
@@ -115,9 +128,9 @@ def resolve_resume(overrides: dict[str, Any]) -> tuple[TrainConfig, dict | None]
     saved = state["config"]
     merged = {**canonical(saved), **canonical(overrides), "run_name": run_folder.name,
               "checkpoint_dir": same_or_relative(cfg.checkpoint_dir, run_folder.parent)}
-    cfg = from_mapping(merged).checked()
+    cfg = from_mapping(merged, rules.cls).checked()
     saved_world, world = state.get("world_size", 1), D.world_size_from_env()
-    check_compatible(saved, saved_world, cfg, world)
+    check_compatible(saved, saved_world, cfg, world, rules)
     if is_finished(run_folder):
         raise RunFinished(run_folder, read_metrics(run_folder))
     state["resumed_from"] = (f"resuming run {cfg.run_name} in {run_folder} from {folder.name} "
@@ -135,10 +148,10 @@ def same_or_relative(given: str, folder: Path) -> str:
     return relative_path(folder)
 
 
-def resume_command(cfg: TrainConfig) -> str:
+def resume_command(cfg: Any, module: str = "bertsent.train") -> str:
     """The whole command that continues this run (`--resume latest` alone would pick the newest
     run of the checkpoint root, which may be another one)."""
-    where = "" if cfg.checkpoint_dir == TrainConfig.checkpoint_dir else \
+    where = "" if cfg.checkpoint_dir == "checkpoints" else \
         f" --checkpoint-dir {shlex.quote(cfg.checkpoint_dir)}"
-    return (f"python -m bertsent.train --resume latest --run-name {shlex.quote(cfg.run_name)}"
+    return (f"python -m {module} --resume latest --run-name {shlex.quote(cfg.run_name)}"
             f"{where}")

@@ -1,0 +1,74 @@
+"""Within-task pre-training on a tiny model: which texts it reads, exact resume, and a folder
+that bertsent.train fine-tunes."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bertsent.data import pretraining_texts
+from bertsent.errors import UserError
+from bertsent.pretrain import pretrain
+from bertsent.train import train
+from tests.conftest import make_frame, write_splits
+
+
+@pytest.fixture
+def imdb_like(tmp_path):
+    """train, test and unsup splits; the test texts carry a word no other split has."""
+    test = make_frame(40, 2)
+    test["text"] = test["text"] + " secretword"
+    unsup = make_frame(80, 3).assign(label=-1)
+    return write_splits(tmp_path / "data", train=make_frame(120, 1), test=test, unsup=unsup)
+
+
+def settings(tiny_model_dir, data, tmp_path, **extra):
+    return {**dict(model=str(tiny_model_dir), data=str(data), max_length=32, batch_size=8,
+                   val_samples=16, lr=5e-3, save_every=4, log_every=1, device="cpu",
+                   precision="fp32", run_name="mlm", checkpoint_dir=str(tmp_path / "ckpt"),
+                   runs_dir=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache")), **extra}
+
+
+def test_it_reads_the_train_and_unsup_texts_never_the_test_texts(imdb_like):
+    texts, sources = pretraining_texts(str(imdb_like), "text")
+    assert sources == ["train", "unsup"] and len(texts) == 200
+    assert not [t for t in texts["text"] if "secretword" in t]
+    assert texts.column_names == ["text"]  # the labels are not read
+
+
+def test_an_interrupted_run_resumes_to_the_same_model(tiny_model_dir, imdb_like, tmp_path):
+    base = settings(tiny_model_dir, imdb_like, tmp_path, epochs=2)
+    full = pretrain({**base, "run_name": "full"})
+    part = pretrain({**base, "run_name": "cut"}, stop_after_step=5)
+    assert part["interrupted"] and part["step"] == 5
+    rest = pretrain({**base, "run_name": "cut", "resume": "latest"})
+    assert part["history"] + rest["history"] == full["history"]
+    a, b = (load_file(str(tmp_path / "ckpt" / r / "final" / "model.safetensors"))
+            for r in ("full", "cut"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert rest["held_out_loss"] == full["held_out_loss"]
+    losses = [loss for _, loss in full["history"]]
+    assert sum(losses[-5:]) < sum(losses[:5])  # it learns the tiny vocabulary
+
+
+def test_the_folder_it_writes_is_fine_tuned_by_train(tiny_model_dir, imdb_like, tmp_path,
+                                                     tiny_config):
+    result = pretrain(settings(tiny_model_dir, imdb_like, tmp_path, max_steps=6))
+    folder = tmp_path / "ckpt" / "mlm" / "final"
+    meta = json.loads((folder / "bertsent-pretrain.json").read_text())
+    assert meta["steps"] == 6 == result["steps"] and meta["sources"] == ["train", "unsup"]
+    weights = load_file(str(folder / "model.safetensors"))
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    assert torch.equal(weights["pooler.dense.weight"], base["bert.pooler.dense.weight"])  # kept
+    assert not torch.equal(weights["embeddings.word_embeddings.weight"],
+                           base["bert.embeddings.word_embeddings.weight"])  # trained
+    tuned = train({**tiny_config, "model": str(folder), "epochs": 1, "run_name": "tuned"})
+    assert tuned["steps"] == 12 and 0 <= tuned["accuracy"] <= 1
+
+
+def test_bad_settings_are_one_line(tiny_model_dir, imdb_like, tmp_path):
+    with pytest.raises(UserError, match="--mask-prob must be in"):
+        pretrain(settings(tiny_model_dir, imdb_like, tmp_path, mask_prob=1.5))
+    with pytest.raises(UserError, match="leaves no texts"):
+        pretrain(settings(tiny_model_dir, imdb_like, tmp_path, val_samples=500))
