@@ -1,11 +1,13 @@
 """Where one bertsent training step spends its time, and the attention kernels compared.
 
-One optimizer step of MiniLM-L6 (bf16 autocast, dropout 0, fused AdamW, gradient clipping) on a
-batch of 8 x 256 tokens with 30 padding tokens per row, as bertsent runs it; then a
+One optimizer step of MiniLM-L6 (bf16 autocast, or fp32 with --precision fp32 on CPUs without
+native bf16; dropout 0, fused AdamW, gradient clipping) on a batch of 8 x 256 tokens with 30
+padding tokens per row, as bertsent runs it; then a
 torch.profiler table of the top operators, then samples/s with SDPA's default (flash) kernel,
 SDPA's math backend and eager attention, with and without frozen word embeddings.
 
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py     # about 2 minutes
+    OMP_NUM_THREADS=1 python benchmarks/profile_step.py --precision fp32   # AVX2-only CPUs
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from transformers import AutoModelForSequenceClassification
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
-def make_step(model, batch: int, length: int, backend=None):
+def make_step(model, batch: int, length: int, backend=None, precision: str = "bf16"):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5, fused=True)
     x = torch.randint(1000, 20000, (batch, length))
@@ -34,7 +36,7 @@ def make_step(model, batch: int, length: int, backend=None):
     ctx = (lambda: sdpa_kernel(backend)) if backend else contextlib.nullcontext
 
     def step() -> None:
-        with ctx(), torch.autocast("cpu", dtype=torch.bfloat16):
+        with ctx(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = model(input_ids=x, attention_mask=mask).logits
         with ctx():
             F.cross_entropy(logits.float(), y).backward()
@@ -67,9 +69,10 @@ def main() -> None:
     parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6"))
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=256)
+    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     args = parser.parse_args()
     model = load(args.model, "sdpa")
-    step = make_step(model, args.batch, args.length)
+    step = make_step(model, args.batch, args.length, precision=args.precision)
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
@@ -79,8 +82,8 @@ def main() -> None:
         model = load(args.model, attn)
         for freeze in (False, True):
             model.get_input_embeddings().weight.requires_grad_(not freeze)
-            sps = samples_per_second(make_step(model, args.batch, args.length, backend),
-                                     args.batch)
+            sps = samples_per_second(make_step(model, args.batch, args.length, backend,
+                                               args.precision), args.batch)
             name = f"{attn}{'/' + backend.name.lower() if backend else ''}"
             print(f"{name:<12} frozen embeddings={freeze!s:<5} {sps:6.1f} samples/s",
                   flush=True)
