@@ -33,7 +33,6 @@ from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.progress import Progress
-from bertsent.report import write_report
 from bertsent.resume import RunFinished, resolve_resume, resume_command, saved_labels
 from bertsent.runfolder import (
     RunLock,
@@ -425,6 +424,8 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
 def write_results(run: Run, test: EvalResult, result: dict[str, Any], best) -> None:
     """The reported model's card gets the test figures; metrics.json (last: it marks the run
     finished), the report, and TensorBoard's hparams; then the disk is tidied."""
+    from bertsent.report import write_report  # matplotlib: ~1 s of start-up, only needed here
+
     add_test_results(best, run.cfg.to_dict(), list(run.labels.names), result)
     run.paths.metrics.write_text(strict_json(result, indent=2))
     try:
