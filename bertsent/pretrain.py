@@ -42,7 +42,7 @@ from bertsent.runtime import (
     seed_everything,
     use_threads,
 )
-from bertsent.sampling import TrainBatchSampler
+from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
 from bertsent.tokens import Collator, EncodedDataset, tokenize
 from bertsent.tracking import RunLogger, StepMeter
@@ -170,41 +170,33 @@ def fit(run: PretrainRun, progress: Progress, stop_after_step: int | None = None
     meter = StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
                       cfg.progress_every, True)
     run.model.train()
-    while progress.step < run.total_steps:
-        run.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
-        sizes = [len(b) for b in run.sampler.global_batches()]
-        batches = iter(run.train_loader)
-        while progress.batch_in_epoch < len(sizes) and progress.step < run.total_steps:
-            start = time.perf_counter()
-            # a window of micro-batches, each masked as a function of (seed, epoch, batch)
-            window = sizes[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
-            micro = [run.mask(next(batches), mask_seed(cfg.seed, progress.epoch,
-                                                       progress.batch_in_epoch + j))
-                     for j in range(len(window))]
-            lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
-                       total_steps=run.total_steps)
-            try:
-                result = train_step(run.model, run.optimizer, micro, lr=lr,
-                                    num_items=sum(int(b["positions"].sum()) for b in micro),
-                                    max_grad_norm=cfg.max_grad_norm, autocast=autocast,
-                                    loss_fn=mlm_loss)
-            except NonFiniteError as exc:
-                fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr")
-            epoch_end = progress.advance(window, len(sizes), result, time.perf_counter() - start)
-            run.history.append((progress.step, result.loss))
-            last = progress.step >= run.total_steps
-            meter.step(progress, result, lr, last)
-            if epoch_end or last or (cfg.eval_every and progress.step % cfg.eval_every == 0):
-                log_held_out(run, progress.step)
-            stop = run.stopper.should_stop(stop_after_step == progress.step)
-            if epoch_end or last or stop or (cfg.save_every and
-                                             progress.step % cfg.save_every == 0):
-                save_state(run, progress)
-            if stop:
-                meter.close()
-                return False
-            if epoch_end:
-                break
+    for window, fetch, epoch_batches in windows(run.sampler, run.train_loader, progress,
+                                                cfg.grad_accum, run.total_steps):
+        start = time.perf_counter()
+        # each micro-batch masked as a function of (seed, epoch, batch)
+        micro = [run.mask(batch, mask_seed(cfg.seed, progress.epoch, progress.batch_in_epoch + j))
+                 for j, batch in enumerate(fetch())]
+        lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
+                   total_steps=run.total_steps)
+        try:
+            result = train_step(run.model, run.optimizer, micro, lr=lr,
+                                num_items=sum(int(b["positions"].sum()) for b in micro),
+                                max_grad_norm=cfg.max_grad_norm, autocast=autocast,
+                                loss_fn=mlm_loss)
+        except NonFiniteError as exc:
+            fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr")
+        epoch_end = progress.advance(window, epoch_batches, result, time.perf_counter() - start)
+        run.history.append((progress.step, result.loss))
+        last = progress.step >= run.total_steps
+        meter.step(progress, result, lr, last)
+        if epoch_end or last or (cfg.eval_every and progress.step % cfg.eval_every == 0):
+            log_held_out(run, progress.step)
+        stop = run.stopper.should_stop(stop_after_step == progress.step)
+        if epoch_end or last or stop or (cfg.save_every and progress.step % cfg.save_every == 0):
+            save_state(run, progress)
+        if stop:
+            meter.close()
+            return False
     meter.close()
     return True
 

@@ -3,6 +3,10 @@ mid-epoch from a batch count alone; they shard each global batch across data-par
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
 import numpy as np
 import torch
 from torch.utils.data import Sampler
@@ -78,3 +82,26 @@ class EvalBatchSampler(Sampler[list[int]]):
 
     def __iter__(self):
         return iter(self.batches)
+
+
+def windows(sampler: TrainBatchSampler, loader: Iterable, progress: Any, grad_accum: int,
+            total_steps: int) -> Iterator[tuple[list[int], Callable[[], list], int]]:
+    """The optimizer steps left, as (window, fetch, batches in the epoch): `window` holds the
+    sizes of the step's grad_accum micro-batches and `fetch()` reads them (after the caller
+    starts its clock, so data loading counts as training time). Each epoch's order is a pure
+    function of (seed, epoch) and what `progress` says is done is skipped, so a resumed run
+    continues mid-epoch; the caller advances `progress` after each step, and a new epoch gets a
+    new order and a new iterator."""
+    while progress.step < total_steps and not progress.stopped_early:
+        epoch = progress.epoch
+        sampler.set_epoch(epoch, progress.batch_in_epoch)
+        sizes = [len(b) for b in sampler.global_batches()]
+        batches = iter(loader)
+        while (progress.epoch == epoch and progress.step < total_steps
+               and not progress.stopped_early):
+            window = sizes[progress.batch_in_epoch : progress.batch_in_epoch + grad_accum]
+            yield window, functools.partial(_take, batches, len(window)), len(sizes)
+
+
+def _take(batches: Iterator, n: int) -> list:
+    return [next(batches) for _ in range(n)]

@@ -48,7 +48,7 @@ from bertsent.runtime import (
     seed_everything,
     use_threads,
 )
-from bertsent.sampling import TrainBatchSampler
+from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
 from bertsent.summary import describe_labels, run_summary, scores, tidy
 from bertsent.tokens import Collator, EncodedDataset, eval_loader, tokenize
@@ -250,38 +250,31 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     meter = StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
                       cfg.progress_every, run.dist.is_main)
     run.model.train()
-    while progress.step < run.total_steps and not progress.stopped_early:
-        # the epoch: its order is a pure function of (seed, epoch); skip what is done
-        run.sampler.set_epoch(progress.epoch, progress.batch_in_epoch)
-        sizes = [len(b) for b in run.sampler.global_batches()]
-        batches = iter(run.train_loader)
-        while progress.batch_in_epoch < len(sizes) and progress.step < run.total_steps:
-            start = time.perf_counter()
-            # a window of grad_accum micro-batches makes one optimizer step
-            window = sizes[progress.batch_in_epoch : progress.batch_in_epoch + cfg.grad_accum]
-            micro = [to_device(next(batches), run.device) for _ in window]
-            # the learning rate is a pure function of the step
-            lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
-                       total_steps=run.total_steps)
-            result = take_step(run, progress, micro, lr, sum(window))
-            epoch_end = progress.advance(window, len(sizes), result, time.perf_counter() - start)
-            run.history.append((progress.step, result.loss))
-            last = progress.step >= run.total_steps
-            meter.step(progress, result, lr, last)
-            # validate: the best point so far is exported; --patience may end the run here
-            if run.val_loader is not None and (epoch_end or last or every(cfg.eval_every,
-                                                                        progress.step)):
-                select(run, progress, validate(run, run.val_loader, progress.step))
-            # checkpoint, and stop when a signal or hook asked
-            stop = run.stopper.should_stop(hooks.stop_after_step == progress.step)
-            if epoch_end or last or stop or progress.stopped_early or \
-                    every(cfg.save_every, progress.step):
-                save_state(run, progress)
-            if stop:
-                meter.close()
-                return False
-            if epoch_end or progress.stopped_early:
-                break  # the next epoch gets a new order and a new iterator
+    # each step is a window of grad_accum micro-batches, in an order fixed by (seed, epoch)
+    for window, fetch, epoch_batches in windows(run.sampler, run.train_loader, progress,
+                                                cfg.grad_accum, run.total_steps):
+        start = time.perf_counter()
+        micro = [to_device(batch, run.device) for batch in fetch()]
+        # the learning rate is a pure function of the step
+        lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
+                   total_steps=run.total_steps)
+        result = take_step(run, progress, micro, lr, sum(window))
+        epoch_end = progress.advance(window, epoch_batches, result, time.perf_counter() - start)
+        run.history.append((progress.step, result.loss))
+        last = progress.step >= run.total_steps
+        meter.step(progress, result, lr, last)
+        # validate: the best point so far is exported; --patience may end the run here
+        if run.val_loader is not None and (epoch_end or last or every(cfg.eval_every,
+                                                                    progress.step)):
+            select(run, progress, validate(run, run.val_loader, progress.step))
+        # checkpoint, and stop when a signal or hook asked
+        stop = run.stopper.should_stop(hooks.stop_after_step == progress.step)
+        if epoch_end or last or stop or progress.stopped_early or \
+                every(cfg.save_every, progress.step):
+            save_state(run, progress)
+        if stop:
+            meter.close()
+            return False
     meter.close()
     return True
 
