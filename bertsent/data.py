@@ -205,6 +205,16 @@ def _read_split(fmt: str, files: list[str], data: str, split: str) -> Dataset:
     return ds
 
 
+def _load_hub(data: str) -> DatasetDict:
+    """A hub dataset; when the hub does not answer: the local cache only, and a quick error."""
+    hub_answers()
+    try:
+        return datasets.load_dataset(data)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
+        fail(f"cannot load dataset '{data}' from the Hugging Face hub "
+             f"({type(exc).__name__}): pass a local --data folder such as ../shared/data/imdb")
+
+
 def load_raw(data: str) -> DatasetDict:
     """Return a DatasetDict with 'train', and 'test' and/or 'validation', from a hub id or a
     local folder."""
@@ -233,12 +243,7 @@ def load_raw(data: str) -> DatasetDict:
     if _looks_like_path(data):
         fail(f"data path {data} does not exist: pass a folder with train/test files "
              "(e.g. ../shared/data/imdb) or a hub dataset id")
-    hub_answers()  # when the hub does not answer: the local cache only, and a quick error
-    try:
-        loaded = datasets.load_dataset(data)
-    except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-        fail(f"cannot load dataset '{data}' from the Hugging Face hub "
-             f"({type(exc).__name__}): pass a local --data folder such as ../shared/data/imdb")
+    loaded = _load_hub(data)
     valid = next((s for s in VALIDATION_SPLITS if isinstance(loaded, DatasetDict)
                   and s in loaded), None)
     if not isinstance(loaded, DatasetDict) or "train" not in loaded or (
@@ -267,12 +272,7 @@ def pretraining_texts(data: str, text_column: str) -> tuple[Dataset, list[str]]:
         fail(f"data path {data} does not exist: pass a folder with a train file (and "
              "optionally unsup) or a hub dataset id")
     else:
-        hub_answers()
-        try:
-            loaded = datasets.load_dataset(data)
-        except Exception as exc:  # noqa: BLE001 - hub errors come in many types
-            fail(f"cannot load dataset '{data}' from the Hugging Face hub "
-                 f"({type(exc).__name__}): pass a local --data folder")
+        loaded = _load_hub(data)
         splits = {s: loaded[s] for s in names if s in loaded}
     if "train" not in splits:
         fail(f"{data} has no train split to pre-train on: add train.parquet (or .csv/.jsonl)")

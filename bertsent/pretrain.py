@@ -32,8 +32,8 @@ from bertsent.jsonio import strict_json
 from bertsent.mlm import Masked, mask_seed, mask_tokens, masked_lm_loss, mlm_parts
 from bertsent.model import check_max_length, load_tokenizer, where
 from bertsent.optim import build_optimizer, lr_at
-from bertsent.progress import Progress
-from bertsent.resume import Rules, RunFinished, resolve_resume, resume_command
+from bertsent.progress import Progress, every
+from bertsent.resume import Rules, resolve_or_finished, resume_command
 from bertsent.runfolder import RunLock, RunPaths, prepare
 from bertsent.runtime import (
     autocast_for,
@@ -167,37 +167,36 @@ def build(cfg: PretrainConfig, device: torch.device, stopper: Stopper,
 def fit(run: PretrainRun, progress: Progress, stop_after_step: int | None = None) -> bool:
     """Train until the planned steps are done; False if stopped early by a signal or hook."""
     cfg, autocast = run.cfg, autocast_for(run.precision, run.device)
-    meter = StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
-                      cfg.progress_every, True)
-    run.model.train()
-    for window, fetch, epoch_batches in windows(run.sampler, run.train_loader, progress,
-                                                cfg.grad_accum, run.total_steps):
-        start = time.perf_counter()
-        # each micro-batch masked as a function of (seed, epoch, batch)
-        micro = [run.mask(batch, mask_seed(cfg.seed, progress.epoch, progress.batch_in_epoch + j))
-                 for j, batch in enumerate(fetch())]
-        lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
-                   total_steps=run.total_steps)
-        try:
-            result = train_step(run.model, run.optimizer, micro, lr=lr,
-                                num_items=sum(int(b["positions"].sum()) for b in micro),
-                                max_grad_norm=cfg.max_grad_norm, autocast=autocast,
-                                loss_fn=mlm_loss)
-        except NonFiniteError as exc:
-            fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr")
-        epoch_end = progress.advance(window, epoch_batches, result, time.perf_counter() - start)
-        run.history.append((progress.step, result.loss))
-        last = progress.step >= run.total_steps
-        meter.step(progress, result, lr, last)
-        if epoch_end or last or (cfg.eval_every and progress.step % cfg.eval_every == 0):
-            log_held_out(run, progress.step)
-        stop = run.stopper.should_stop(stop_after_step == progress.step)
-        if epoch_end or last or stop or (cfg.save_every and progress.step % cfg.save_every == 0):
-            save_state(run, progress)
-        if stop:
-            meter.close()
-            return False
-    meter.close()
+    with StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
+                   cfg.progress_every, True) as meter:
+        run.model.train()
+        for window, fetch, epoch_batches in windows(run.sampler, run.train_loader, progress,
+                                                    cfg.grad_accum, run.total_steps):
+            start = time.perf_counter()
+            # each micro-batch masked as a function of (seed, epoch, batch)
+            micro = [run.mask(batch, mask_seed(cfg.seed, progress.epoch,
+                                               progress.batch_in_epoch + j))
+                     for j, batch in enumerate(fetch())]
+            lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
+                       total_steps=run.total_steps)
+            try:
+                result = train_step(run.model, run.optimizer, micro, lr=lr,
+                                    num_items=sum(int(b["positions"].sum()) for b in micro),
+                                    max_grad_norm=cfg.max_grad_norm, autocast=autocast,
+                                    loss_fn=mlm_loss)
+            except NonFiniteError as exc:
+                fail(f"non-finite value at step {progress.step + 1} ({exc}): lower --lr")
+            epoch_end = progress.advance(window, epoch_batches, result, time.perf_counter() - start)
+            run.history.append((progress.step, result.loss))
+            last = progress.step >= run.total_steps
+            meter.step(progress, result, lr, last)
+            if epoch_end or last or every(cfg.eval_every, progress.step):
+                log_held_out(run, progress.step)
+            stop = run.stopper.should_stop(stop_after_step == progress.step)
+            if epoch_end or last or stop or every(cfg.save_every, progress.step):
+                save_state(run, progress)
+            if stop:
+                return False
     return True
 
 
@@ -281,11 +280,9 @@ def pretrain(overrides: dict[str, Any], stop_after_step: int | None = None) -> d
     if D.world_size_from_env() > 1:
         fail("bertsent.pretrain runs in one process: start it without torchrun")
     with Stopper() as stopper:
-        try:
-            cfg, resume_state = resolve_resume(overrides, RULES)
-        except RunFinished as done:
-            D.say(str(done))
-            return {**done.metrics, "already_finished": True, "history": []}
+        cfg, resume_state, finished = resolve_or_finished(overrides, RULES)
+        if finished is not None:
+            return finished
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
         if not cfg.run_name:

@@ -56,3 +56,8 @@ class Progress:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             setattr(self, key, value)
+
+
+def every(interval: int, step: int) -> bool:
+    """True on the steps a periodic action (validate, save) is due; 0 means never."""
+    return bool(interval) and step % interval == 0

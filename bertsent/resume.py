@@ -140,6 +140,18 @@ def resolve_resume(overrides: dict[str, Any], rules: Rules = TRAIN) -> tuple[Any
     return cfg, state
 
 
+def resolve_or_finished(overrides: dict[str, Any], rules: Rules = TRAIN
+                        ) -> tuple[Any, dict | None, dict | None]:
+    """(config, checkpoint state, None), or for a run that has finished (None, None, its
+    metrics as the result), with the line that says so."""
+    try:
+        cfg, state = resolve_resume(overrides, rules)
+    except RunFinished as done:
+        D.say(str(done))
+        return None, None, {**done.metrics, "already_finished": True, "history": []}
+    return cfg, state, None
+
+
 def same_or_relative(given: str, folder: Path) -> str:
     """The checkpoint root as the user wrote it when it is that folder, else relative to the
     working directory: config files and results then hold no machine's absolute path."""

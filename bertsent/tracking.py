@@ -178,3 +178,9 @@ class StepMeter:
 
     def close(self) -> None:
         self.meter.close()
+
+    def __enter__(self) -> StepMeter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -32,8 +32,8 @@ from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at
-from bertsent.progress import Progress
-from bertsent.resume import RunFinished, resolve_resume, resume_command, saved_labels
+from bertsent.progress import Progress, every
+from bertsent.resume import resolve_or_finished, resume_command, saved_labels
 from bertsent.runfolder import (
     RunLock,
     RunPaths,
@@ -247,40 +247,34 @@ def export(run: Run, folder, metrics: dict) -> None:
 def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
     """Train until the planned steps are done; False if stopped early by a signal or hook."""
     cfg = run.cfg
-    meter = StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
-                      cfg.progress_every, run.dist.is_main)
-    run.model.train()
-    # each step is a window of grad_accum micro-batches, in an order fixed by (seed, epoch)
-    for window, fetch, epoch_batches in windows(run.sampler, run.train_loader, progress,
-                                                cfg.grad_accum, run.total_steps):
-        start = time.perf_counter()
-        micro = [to_device(batch, run.device) for batch in fetch()]
-        # the learning rate is a pure function of the step
-        lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
-                   total_steps=run.total_steps)
-        result = take_step(run, progress, micro, lr, sum(window))
-        epoch_end = progress.advance(window, epoch_batches, result, time.perf_counter() - start)
-        run.history.append((progress.step, result.loss))
-        last = progress.step >= run.total_steps
-        meter.step(progress, result, lr, last)
-        # validate: the best point so far is exported; --patience may end the run here
-        if run.val_loader is not None and (epoch_end or last or every(cfg.eval_every,
-                                                                    progress.step)):
-            select(run, progress, validate(run, run.val_loader, progress.step))
-        # checkpoint, and stop when a signal or hook asked
-        stop = run.stopper.should_stop(hooks.stop_after_step == progress.step)
-        if epoch_end or last or stop or progress.stopped_early or \
-                every(cfg.save_every, progress.step):
-            save_state(run, progress)
-        if stop:
-            meter.close()
-            return False
-    meter.close()
+    with StepMeter(run.logger, run.total_steps, progress.step, cfg.log_every,
+                   cfg.progress_every, run.dist.is_main) as meter:
+        run.model.train()
+        # each step is a window of grad_accum micro-batches, in an order fixed by (seed, epoch)
+        for window, fetch, epoch_batches in windows(run.sampler, run.train_loader, progress,
+                                                    cfg.grad_accum, run.total_steps):
+            start = time.perf_counter()
+            micro = [to_device(batch, run.device) for batch in fetch()]
+            # the learning rate is a pure function of the step
+            lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
+                       total_steps=run.total_steps)
+            result = take_step(run, progress, micro, lr, sum(window))
+            epoch_end = progress.advance(window, epoch_batches, result, time.perf_counter() - start)
+            run.history.append((progress.step, result.loss))
+            last = progress.step >= run.total_steps
+            meter.step(progress, result, lr, last)
+            # validate: the best point so far is exported; --patience may end the run here
+            if run.val_loader is not None and (epoch_end or last or every(cfg.eval_every,
+                                                                        progress.step)):
+                select(run, progress, validate(run, run.val_loader, progress.step))
+            # checkpoint, and stop when a signal or hook asked
+            stop = run.stopper.should_stop(hooks.stop_after_step == progress.step)
+            if epoch_end or last or stop or progress.stopped_early or \
+                    every(cfg.save_every, progress.step):
+                save_state(run, progress)
+            if stop:
+                return False
     return True
-
-
-def every(interval: int, step: int) -> bool:
-    return bool(interval) and step % interval == 0
 
 
 def take_step(run: Run, progress: Progress, micro: list, lr: float, items: int) -> StepResult:
@@ -331,11 +325,9 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
     """Run a whole training job; returns the final metrics (and writes metrics.json)."""
     overrides = cfg if isinstance(cfg, dict) else cfg.to_dict()
     with Stopper() as stopper:
-        try:
-            cfg, resume_state = resolve_resume(overrides)
-        except RunFinished as done:
-            D.say(str(done))
-            return {**done.metrics, "already_finished": True, "history": []}
+        cfg, resume_state, finished = resolve_or_finished(overrides)
+        if finished is not None:
+            return finished
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
         dist = stopper.dist = D.setup_distributed(device.type)
