@@ -60,6 +60,7 @@ def test_two_processes_match_one_with_the_same_global_batch(single, tmp_path):
     cfg = {**cfg, "checkpoint_dir": str(tmp_path / "ckpt"), "runs_dir": str(tmp_path / "runs")}
     proc = run(cfg, tmp_path, "two", 2, 4)
     assert proc.returncode == 0, proc.stderr
+    assert "broadcast_buffers" not in proc.stderr and "FutureWarning" not in proc.stderr
     lines = [x for x in proc.stdout.strip().splitlines() if x.startswith("{")]
     assert len(lines) == 1  # only rank 0 prints the result
     two = json.loads(lines[0])

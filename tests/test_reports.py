@@ -196,3 +196,18 @@ def test_curves_out_that_is_a_folder_or_no_picture_is_refused(log_dir, tmp_path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_precision_recall_pictures_name_their_class_not_positive_label_one():
+    import matplotlib.pyplot as plt
+
+    from bertsent.report import pr_figure, pr_figure_per_class
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 200)
+    probs = rng.dirichlet(np.ones(3), 200)
+    for fig in (pr_figure_per_class(labels, probs, ["a", "b", "c"]),
+                pr_figure(labels == 2, probs[:, 2], "good")):
+        ax = fig.axes[0]
+        assert "Positive label" not in ax.get_xlabel() + ax.get_ylabel()
+        plt.close(fig)
