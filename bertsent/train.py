@@ -34,12 +34,7 @@ from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.progress import Progress, every
 from bertsent.resume import resolve_or_finished, resume_command, saved_labels
-from bertsent.runfolder import (
-    RunLock,
-    RunPaths,
-    prepare,
-    relative_path,
-)
+from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
