@@ -43,7 +43,8 @@ def run(cfg: EvalConfig) -> dict:
     report = {**result.metrics,
               "confusion_matrix": confusion(result.logits, result.labels, labels.num_labels),
               "labels": list(labels.names),
-              "split": cfg.split, "model": cfg.model, "max_length": loaded.max_length,
+              "split": cfg.split, "data": data, "model": cfg.model,
+              "max_length": loaded.max_length,
               "truncation": loaded.truncation, "precision_mode": precision}
     if cfg.report_dir:
         from bertsent.report import write_report
