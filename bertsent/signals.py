@@ -7,12 +7,16 @@ run, installed for the run and restored when it returns.
   checkpoint and returns; a second one exits at once (checkpoints are atomic, so that is safe).
 - export and test (writing final/, the final test pass): there is no step to finish; the run
   exits at once with a line saying what is intact and how to continue.
+
+A handler raises between two Python bytecodes, which may be inside a callback from native code
+(safetensors, tokenizers) that turns the exception into one of its own (a ValueError). The
+Stopper remembers what it raised and raises it again when its block ends with another error,
+so a signal always ends the run with its own exit status and line, never a traceback.
 """
 
 from __future__ import annotations
 
 import signal
-import sys
 from types import FrameType
 
 import torch
@@ -29,6 +33,7 @@ class Stopper:
     def __init__(self, dist: DistInfo | None = None):
         self.dist, self.phase, self.note = dist, "start-up", ""
         self.requested: int | None = None
+        self.raised: BaseException | None = None
         self.previous: dict = {}
 
     def enter(self, phase: str, note: str = "") -> None:
@@ -37,19 +42,20 @@ class Stopper:
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if self.phase == "start-up":
-            if signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            raise Interrupted(signum, f"interrupted ({name}) during start-up: nothing was "
-                                      "saved; run the same command again")
         if self.phase == "train" and self.requested is None:
             self.requested = signum
             say(f"\n{name}: finishing this step and saving a checkpoint (again to quit at once)",
                 self.dist)
             return
-        if self.note:
-            say(f"\n{name}: {self.note}", self.dist)
-        sys.exit(128 + signum)
+        if self.phase == "start-up":
+            self.raised = KeyboardInterrupt() if signum == signal.SIGINT else Interrupted(
+                signum, f"interrupted ({name}) during start-up: nothing was saved; run the "
+                        "same command again")
+        else:
+            if self.note:
+                say(f"\n{name}: {self.note}", self.dist)
+            self.raised = SystemExit(128 + signum)
+        raise self.raised
 
     def should_stop(self, hook: bool = False) -> bool:
         """A signal (or a test hook) on any rank stops every rank after the current step."""
@@ -62,6 +68,8 @@ class Stopper:
         self.previous = {sig: signal.signal(sig, self.handle) for sig in SIGNALS}
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        if self.raised is not None and exc is not None and exc is not self.raised:
+            raise self.raised.with_traceback(None) from None  # native code re-wrapped it

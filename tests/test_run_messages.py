@@ -127,6 +127,29 @@ def test_a_signal_while_the_final_model_is_written_does_not_claim_it_exists(
     assert train({**tiny_config, "epochs": 1, "resume": "latest"})["steps"] == 12
 
 
+def test_a_signal_that_native_code_rewraps_still_exits_with_its_status(
+        tiny_config, tmp_path, monkeypatch, capsys):
+    """safetensors turns an exception raised inside its callbacks into a ValueError: a SIGTERM
+    that lands while the best weights load still exits 143 with its line, not a traceback."""
+    import bertsent.train as train_module
+    real = train_module.load_weights
+
+    def load_like_native_code(model, folder):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler raises here, as in a callback
+        except BaseException as exc:
+            raise ValueError("could not determine the shape of object type") from exc
+        return real(model, folder)
+
+    monkeypatch.setattr(train_module, "load_weights", load_like_native_code)
+    with pytest.raises(SystemExit) as stopped:
+        train({**tiny_config, "epochs": 1})
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert "stopping the final evaluation" in capsys.readouterr().err
+    assert not (tmp_path / "ckpt" / "tiny" / ".lock").exists()
+    assert not (tmp_path / "ckpt" / "tiny" / "metrics.json").exists()
+
+
 def test_results_name_no_absolute_path(tiny_config, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     settings = {**tiny_config, "epochs": 1, "checkpoint_dir": "ckpt", "runs_dir": "runs",
