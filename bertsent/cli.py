@@ -45,7 +45,8 @@ class OneLineParser(argparse.ArgumentParser):
 def _help(f: Any) -> str:
     """The field's help with its default, unless the help already says it."""
     text = f.metadata.get("help", "")
-    return text if "default" in text else f"{text} (default: {f.default})"
+    text = text if "default" in text else f"{text} (default: {f.default})"
+    return text.replace("%", "%%")  # argparse formats help with %
 
 
 def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argparse.ArgumentParser:

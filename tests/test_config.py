@@ -133,3 +133,14 @@ def test_an_empty_report_dir_or_input_file_is_refused(tmp_path):
     with pytest.raises(UserError, match="--file is empty"):
         check_fields(from_mapping(parse_overrides(["--file", ""], PredictConfig),
                                   PredictConfig))
+
+
+@pytest.mark.parametrize("module", ["train", "evaluate", "predict", "pretrain", "curves"])
+def test_every_entry_point_prints_its_help(module, capsys):
+    """argparse formats help strings with %: a literal '80%' in a field's help broke --help."""
+    import importlib
+    with pytest.raises(SystemExit) as done:
+        importlib.import_module(f"bertsent.{module}").main(["--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: ") and "--" in out
