@@ -21,12 +21,27 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _terminated(signum, frame) -> NoReturn:
-    raise Interrupted(signum, "interrupted (SIGTERM)")
+class _Signals:
+    """SIGINT and SIGTERM raise KeyboardInterrupt and Interrupted, and remember what they raised:
+    native code (tokenizers, safetensors) may turn an exception raised inside its callback into
+    one of its own, and the run must still end as the signal asked."""
+
+    def __init__(self) -> None:
+        self.raised: KeyboardInterrupt | None = None
+
+    def handle(self, signum: int, frame: object) -> NoReturn:
+        self.raised = (KeyboardInterrupt() if signum == signal.SIGINT
+                       else Interrupted(signum, "interrupted (SIGTERM)"))
+        raise self.raised
 
 
 def fail(message: str) -> NoReturn:
     raise UserError(message)
+
+
+def _stopped(exc: KeyboardInterrupt) -> int:
+    print(str(exc) or "interrupted", file=sys.stderr)
+    return 128 + getattr(exc, "signum", 2)
 
 
 def run_cli(entry: Callable[[], int | None]) -> int:
@@ -36,16 +51,19 @@ def run_cli(entry: Callable[[], int | None]) -> int:
     imports are done by now: Ctrl-C raises KeyboardInterrupt again and SIGTERM unwinds the same
     way (Interrupted), so that temporary files and locks are cleaned up on the way out.
     """
-    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.default_int_handler),
-                signal.SIGTERM: signal.signal(signal.SIGTERM, _terminated)}
+    signals = _Signals()
+    previous = {sig: signal.signal(sig, signals.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return int(entry() or 0)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        print(str(exc) or "interrupted", file=sys.stderr)
-        return 128 + getattr(exc, "signum", 2)
+        return _stopped(exc)
+    except Exception:
+        if signals.raised is None:
+            raise
+        return _stopped(signals.raised)  # native code re-wrapped the signal's exception
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

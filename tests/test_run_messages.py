@@ -161,3 +161,25 @@ def test_results_name_no_absolute_path(tiny_config, tmp_path, monkeypatch):
     assert json.loads((run / "config.json").read_text())["checkpoint_dir"] == "ckpt"
     state = bertsent.checkpoint.load_checkpoint(run / "step-12")
     assert not os.path.isabs(state["config"]["checkpoint_dir"])
+
+
+def test_every_entry_point_ends_a_rewrapped_signal_as_the_signal(capsys):
+    """evaluate and predict run under run_cli alone: a SIGTERM that tokenizers or safetensors
+    turn into their own error still exits 143 with one line."""
+    from bertsent.errors import run_cli
+
+    def entry():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException as exc:
+            raise ValueError("a native library's own error") from exc
+
+    assert run_cli(entry) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err.strip() == "interrupted (SIGTERM)"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+    def broken():
+        raise ValueError("a real bug")  # without a signal, an error stays an error
+
+    with pytest.raises(ValueError, match="a real bug"):
+        run_cli(broken)
