@@ -268,6 +268,8 @@ def pretraining_texts(data: str, text_column: str) -> tuple[Dataset, list[str]]:
     if path.is_dir():
         found = {s: f for s in names if (f := _split_files(path, s))}
         splits = {s: _read_split(fmt, files, data, s) for s, (fmt, files) in found.items()}
+    elif path.exists():
+        fail(f"--data {data} is a file: pass the folder that holds the train (and unsup) files")
     elif _looks_like_path(data):
         fail(f"data path {data} does not exist: pass a folder with a train file (and "
              "optionally unsup) or a hub dataset id")

@@ -21,7 +21,9 @@ def where(name: str) -> str:
     if path.is_dir():
         return (f"{name} is not a complete model folder (it needs config.json, the weights and "
                 "the tokenizer files): pass a folder written by save_pretrained or bertsent")
-    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+    if path.exists():
+        return f"--model {name} is a file: pass the folder that holds config.json and the weights"
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
         return f"model path {name} does not exist: pass a model folder or a hub id"
     return (f"cannot load model '{name}' from the Hugging Face hub (offline?): pass a local "
             "--model folder such as ../shared/models/minilm-l6")

@@ -34,7 +34,7 @@ from bertsent.model import check_max_length, load_tokenizer, where
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.progress import Progress, every
 from bertsent.resume import Rules, resolve_or_finished, resume_command
-from bertsent.runfolder import RunLock, RunPaths, prepare
+from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     pick_device,
@@ -220,6 +220,12 @@ def held_out_loss(run: PretrainRun) -> float | None:
     return total / max(count, 1)
 
 
+def held_out_words(loss: float | None) -> str:
+    """The held-out loss for a line of text; with --val-samples 0 there is none (not 'nan')."""
+    return ("no held-out texts (--val-samples 0)" if loss is None
+            else f"held-out masked-LM loss {loss:.4f}")
+
+
 def log_held_out(run: PretrainRun, step: int) -> None:
     loss = held_out_loss(run)
     if loss is not None:
@@ -261,7 +267,7 @@ def export(run: PretrainRun, progress: Progress, held_out: float | None) -> None
             f"tags:\n- bertsent\n- fill-mask\n---\n\n# {run.cfg.run_name}\n\n"
             f"`{facts['hub_id'] or run.cfg.model}` after {progress.step} steps of masked-LM "
             f"training on the {' and '.join(run.sources)} texts of `{data_name(run.cfg.data)}` "
-            f"(bertsent.pretrain; held-out masked-LM loss {held_out or float('nan'):.4f}). "
+            f"(bertsent.pretrain; {held_out_words(held_out)}). "
             "Fine-tune it with "
             "`python -m bertsent.train --model <this folder>`.\n")
 
@@ -318,13 +324,12 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, resume_state: dict | No
                             f"{resume_command(cfg, 'bertsent.pretrain')} writes it")
     held_out = held_out_loss(run)
     export(run, progress, held_out)
-    summary = {"model_dir": str(run.paths.final), "steps": progress.step,
+    summary = {"model_dir": relative_path(run.paths.final), "steps": progress.step,
                "held_out_loss": held_out, "train_seconds": progress.train_seconds,
                "texts_seen": progress.samples_seen, "sources": run.sources}
     run.paths.metrics.write_text(strict_json(summary, indent=2))  # marks the run finished
     run.logger.close()
-    D.say(f"pre-training run {cfg.run_name} finished: held-out masked-LM loss "
-          f"{held_out or float('nan'):.4f}; "
+    D.say(f"pre-training run {cfg.run_name} finished: {held_out_words(held_out)}; "
           f"fine-tune it with python -m bertsent.train --model {run.paths.final}")
     return {**summary, "history": run.history}
 

@@ -72,3 +72,17 @@ def test_bad_settings_are_one_line(tiny_model_dir, imdb_like, tmp_path):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, mask_prob=1.5))
     with pytest.raises(UserError, match="leaves no texts"):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, val_samples=500))
+    with pytest.raises(UserError, match="is a file: pass the folder that holds the train"):
+        pretrain(settings(tiny_model_dir, imdb_like / "train.parquet", tmp_path))
+    with pytest.raises(UserError, match="is a file: pass the folder that holds config.json"):
+        pretrain({**settings(tiny_model_dir, imdb_like, tmp_path),
+                  "model": str(tiny_model_dir / "config.json")})
+
+
+def test_without_held_out_texts_it_says_so_instead_of_nan(tiny_model_dir, imdb_like, tmp_path,
+                                                          capsys):
+    result = pretrain(settings(tiny_model_dir, imdb_like, tmp_path, val_samples=0, max_steps=2))
+    assert result["held_out_loss"] is None
+    err = capsys.readouterr().err
+    assert "no held-out texts (--val-samples 0)" in err and "nan" not in err
+    assert not result["model_dir"].startswith("/")  # results name no machine's folders
