@@ -77,7 +77,8 @@ def read_stdin() -> list[str]:
 
 def show(texts: list[str], probs: list[list[float] | None], names: list[str],
          as_json: bool) -> None:
-    """One line per text: the label and each class's probability, or one JSON object."""
+    """One line per text: the label, each class's probability and the text's start with its
+    line breaks folded (a review with a newline stays one row), or one JSON object."""
     width = max(8, *map(len, names))
     for text, p in zip(texts, probs, strict=True):
         label = None if p is None else names[max(range(len(p)), key=p.__getitem__)]
@@ -88,7 +89,7 @@ def show(texts: list[str], probs: list[list[float] | None], names: list[str],
             print(f"{'(blank)':<{width}}  no text to classify")
         else:
             shown = " ".join(f"{n}={v:.4f}" for n, v in zip(names, p, strict=True))
-            print(f"{label:<{width}}  {shown}  {text[:70]}")
+            print(f"{label:<{width}}  {shown}  {' '.join(text.split())[:70]}")
 
 
 def main(argv: list[str] | None = None) -> int:

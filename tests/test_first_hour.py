@@ -107,6 +107,16 @@ def test_plain_text_files_and_arguments_keep_blank_lines_in_place(trained_on_csv
     assert lines[1]["label"] is None and lines[0]["label"] in ("bad", "good")
 
 
+def test_a_text_with_line_breaks_is_one_printed_row(trained_on_csv, tmp_path, capsys):
+    _, _, best = trained_on_csv
+    pd.DataFrame({"review": ["great fun", "line one\nline two\r\nthree", "awful"]}).to_csv(
+        tmp_path / "in.csv", index=False)
+    capsys.readouterr()
+    assert predict.main(["--model", str(best), "--file", str(tmp_path / "in.csv")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1].endswith("line one line two three")
+
+
 # ---------------------------------------------------------------- selection and patience
 def test_select_metric_loss_with_patience_stops_early_and_resumes_exactly(tiny_config, tmp_path):
     base = {**tiny_config, "epochs": 6, "eval_every": 2, "select_metric": "loss",
