@@ -4,6 +4,7 @@ TOML files and shipped presets, and the one-line error for a bad flag."""
 from __future__ import annotations
 
 import argparse
+import sys
 import tomllib
 import typing
 from dataclasses import fields
@@ -104,6 +105,12 @@ def load_toml(path: str) -> dict[str, Any]:
 def parse_overrides(argv: list[str] | None = None, cls: type = TrainConfig,
                     prog: str = "bertsent.train") -> dict[str, Any]:
     """Only the settings the user gave: CLI flags over an optional TOML file (checked)."""
+    argv = sys.argv[1:] if argv is None else argv
+    given = {a.split("=", 1)[0] for a in argv[:argv.index("--") if "--" in argv else None]}
+    for old, new in ALIASES.items():  # argparse would keep whichever came last
+        if {f"--{flag_name(old)}", f"--{flag_name(new)}"} <= given:
+            fail(f"--{flag_name(old)} and --{flag_name(new)} are the same setting: keep one of "
+                 "them")
     args = vars(build_parser(cls, prog).parse_args(argv))
     config_path = args.pop("config", None)
     file_values = load_toml(config_path) if config_path else {}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import random
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -82,9 +84,15 @@ def autocast_for(precision: str, device: torch.device) -> AutocastFactory:
 
 
 def use_threads(threads: int | None) -> None:
-    """--threads: the CPU threads torch's kernels use (None: torch's own choice)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+    """--threads: the CPU threads torch's kernels use (None: torch's own choice). More threads
+    than CPUs is allowed but only slows the run down (2-3x), so it gets a note."""
+    if threads is None:
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cpus and threads > cpus:
+        print(f"note: --threads {threads} is more than the {cpus} CPUs this process may use; "
+              "threads beyond that slow every step down", file=sys.stderr)
+    torch.set_num_threads(threads)
 
 
 def seed_everything(seed: int) -> None:

@@ -144,3 +144,26 @@ def test_every_entry_point_prints_its_help(module, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: ") and "--" in out
+
+
+def test_a_flag_and_its_old_name_together_are_refused():
+    """argparse keeps whichever came last: --test-samples 10 --eval-samples 20 used 20 silently."""
+    with pytest.raises(UserError, match="--eval-samples and --test-samples are the same setting"):
+        parse_overrides(["--test-samples", "10", "--eval-samples=20"])
+    assert parse_overrides(["--eval-samples", "20"]) == {"test_samples": 20}
+
+
+def test_more_threads_than_cpus_gets_a_note(capsys):
+    import os
+
+    import torch
+
+    from bertsent.runtime import use_threads
+    before = torch.get_num_threads()
+    try:
+        use_threads(len(os.sched_getaffinity(0)) + 1)
+        assert "is more than the" in capsys.readouterr().err
+        use_threads(1)
+        assert capsys.readouterr().err == ""
+    finally:
+        torch.set_num_threads(before)
