@@ -79,6 +79,7 @@ def draw(series: dict[str, list[tuple[int, float]]], title: str, out: str,
         fig, left = plt.subplots(figsize=(6.4, 4.0))
         steps, loss = zip(*series[LOSS], strict=True)
         left.plot(steps, loss, color="tab:blue", linewidth=0.9, alpha=0.55,
+                  marker="o" if len(loss) <= 30 else None, markersize=3,  # one point shows
                   label="training loss (mean of each logging window)")
         if smooth > 1 and len(loss) > smooth:
             left.plot(steps, running_mean(list(loss), smooth), color="tab:blue", linewidth=1.8,
