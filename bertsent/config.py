@@ -299,12 +299,20 @@ def canonical(values: dict[str, Any]) -> dict[str, Any]:
     return {ALIASES.get(k, k): v for k, v in values.items()}
 
 
+# bertsent.train's names for what evaluate and predict call otherwise
+OTHER_ENTRY_NAMES = {"test_samples": "samples", "eval_batch_size": "batch_size",
+                     "max_eval_samples": "samples"}
+
+
 def suggest(name: str, known: list[str]) -> str:
-    """' (did you mean --lr?)' for a Trainer name or a near miss of a known setting, else ''."""
+    """' (did you mean --lr?)' for a Trainer name, a train flag given to evaluate or predict,
+    or a near miss of a known setting; else ''."""
     import difflib
 
     name = name.lstrip("-").replace("-", "_")
-    guess = TRAINER_NAMES.get(name) or ALIASES.get(name) or next(
+    named = [n for n in (TRAINER_NAMES.get(name), ALIASES.get(name), name) if n]
+    named += [OTHER_ENTRY_NAMES[n] for n in named if n in OTHER_ENTRY_NAMES]
+    guess = next((n for n in named if n in known), None) or next(
         iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)
     return f" (did you mean --{flag_name(guess)}?)" if guess in known else ""
 

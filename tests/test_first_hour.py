@@ -157,6 +157,15 @@ def test_the_old_flag_name_and_trainer_names_are_understood(tmp_path, capsys):
     assert "(default: all) (default: None)" not in text and "{head,tail,head+tail}" in text
 
 
+def test_a_train_flag_given_to_evaluate_points_to_its_name_there(capsys):
+    for flag, hint in (("--test-samples", "--samples"), ("--eval-samples", "--samples"),
+                       ("--per-device-eval-batch-size", "--batch-size")):
+        with pytest.raises(SystemExit) as refused:
+            evaluate.main(["--model", "m", flag, "5"])
+        assert refused.value.code == 2
+        assert f"(did you mean {hint}?)" in capsys.readouterr().err
+
+
 def test_a_checkpoint_with_the_old_setting_name_resumes(tiny_config):
     base = {**tiny_config, "epochs": 1}
     train(base, hooks=Hooks(stop_after_step=4))
