@@ -267,11 +267,15 @@ def test_ctrl_c_during_start_up_is_one_line(args_for, tmp_path, jobs):
 
 def test_signal_during_the_final_evaluation_stops_it(reference, args_for, tmp_path, jobs):
     """After the last step there is no step to finish: SIGTERM ends the test pass at once with
-    143 and says so; --resume latest then writes the report."""
+    143 and says so; --resume latest then writes the report.
+
+    The signal waits for the test pass's first progress line: `final/` appears a few
+    milliseconds before the test phase begins (the rename comes before the export returns), and
+    a signal in that gap is the export's, with the export's message."""
     args, run_dir = args_for("late"), tmp_path / "ckpt" / "late"
-    job = start(jobs, args, tmp_path)
-    wait_until(job, "training done, report not yet written", freeze=True,
-               condition=lambda: (run_dir / "final").is_dir()
+    job = start(jobs, [*args, "--progress-every", "0.001"], tmp_path)
+    wait_until(job, "test pass begun, report not yet written", freeze=True,
+               condition=lambda: "test 16/40" in job.err
                and not (run_dir / "metrics.json").exists())
     job.send(signal.SIGTERM)
     os.kill(job.proc.pid, signal.SIGCONT)
