@@ -237,6 +237,9 @@ class PretrainConfig:
     truncation: str = _f("head+tail", "which tokens to keep from long texts", choices=TRUNCATIONS)
     mask_prob: float = _f(0.15, "share of the tokens masked (BERT's token-level rule: of them "
                           "80% [MASK], 10% a random token, 10% unchanged)")
+    head_steps: int = _f(0, "the first N of the run's steps train the masked-LM head alone, the "
+                         "encoder frozen: for a base that ships without a head, whose new "
+                         "head's first random gradients would otherwise reach the encoder")
     epochs: int = _f(1, "passes over the texts")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (sets the schedule; "
                                "the budget of a pre-training run)")
@@ -326,7 +329,8 @@ _POSITIVE = ("batch_size", "eval_batch_size", "grad_accum", "epochs", "train_sam
              "test_samples", "max_steps", "samples", "lr", "head_lr_mult", "patience",
              "threads")
 _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "eval_every",
-                 "log_every", "num_workers", "sanity_eval_batches", "progress_every")
+                 "log_every", "num_workers", "sanity_eval_batches", "progress_every",
+                 "head_steps")
 _RANGES = {  # name: (low, high, low inclusive, high inclusive)
     "dropout": (0, 1, True, False), "warmup_ratio": (0, 1, True, False),
     "layer_lr_decay": (0, 1, False, True), "seed": (0, SEED_LIMIT - 1, True, True),

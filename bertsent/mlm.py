@@ -57,6 +57,18 @@ def mlm_parts(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]
     return encoder, head
 
 
+def freeze_encoder(model: torch.nn.Module, frozen: bool) -> None:
+    """Train the vocabulary head alone (frozen=True) or the whole model.
+
+    The head's output projection is tied to the word embeddings, which belong to the encoder:
+    frozen, they stay as the base model had them, and only the head's own transform and bias
+    learn. No encoder parameter then needs a gradient, so its backward pass is not run at all.
+    """
+    encoder, _ = mlm_parts(model)
+    for param in encoder.parameters():
+        param.requires_grad_(not frozen)
+
+
 def masked_lm_loss(model: torch.nn.Module, masked: Masked, attention_mask: torch.Tensor
                    ) -> torch.Tensor:
     """Summed cross-entropy over the masked positions; the head sees only those positions."""

@@ -29,7 +29,14 @@ from bertsent.data import pretraining_texts
 from bertsent.engine import NonFiniteError, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.jsonio import strict_json
-from bertsent.mlm import Masked, mask_seed, mask_tokens, masked_lm_loss, mlm_parts
+from bertsent.mlm import (
+    Masked,
+    freeze_encoder,
+    mask_seed,
+    mask_tokens,
+    masked_lm_loss,
+    mlm_parts,
+)
 from bertsent.model import check_max_length, load_tokenizer, where
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.progress import Progress, every
@@ -49,8 +56,8 @@ from bertsent.tracking import RunLogger, StepMeter
 
 RULES = Rules(PretrainConfig,
               unsafe=("model", "data", "text_column", "max_length", "truncation", "mask_prob",
-                      "epochs", "max_steps", "grad_accum", "lr", "weight_decay", "warmup_ratio",
-                      "max_grad_norm", "val_samples", "group_by_length", "seed"),
+                      "epochs", "max_steps", "head_steps", "grad_accum", "lr", "weight_decay",
+                      "warmup_ratio", "max_grad_norm", "val_samples", "group_by_length", "seed"),
               safe=("eval_every", "save_every", "log_every", "keep_last", "precision",
                     "device", "cache_dir"))
 META_FILE = "bertsent-pretrain.json"  # the settings and held-out losses, beside the model
@@ -147,6 +154,9 @@ def build(cfg: PretrainConfig, device: torch.device, stopper: Stopper,
         generator=torch.Generator().manual_seed(cfg.seed))
     total = math.ceil(len(sampler.global_batches()) / cfg.grad_accum) * cfg.epochs
     total = min(total, cfg.max_steps) if cfg.max_steps else total
+    if cfg.head_steps >= total:
+        fail(f"--head-steps {cfg.head_steps} leaves none of the run's {total} steps to train the "
+             f"encoder: pass fewer, or raise --max-steps or --epochs")
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
     paths = RunPaths.of(cfg.checkpoint_dir, cfg.runs_dir, cfg.run_name)
     run = PretrainRun(cfg=cfg, device=device, precision=precision, tokenizer=tokenizer,
@@ -179,6 +189,8 @@ def fit(run: PretrainRun, progress: Progress, stop_after_step: int | None = None
                      for j, batch in enumerate(fetch())]
             lr = lr_at(progress.step, base_lr=cfg.lr, warmup_steps=run.warmup_steps,
                        total_steps=run.total_steps)
+            # the first --head-steps train the new head alone: also a pure function of the step
+            freeze_encoder(run.model, progress.step < cfg.head_steps)
             try:
                 result = train_step(run.model, run.optimizer, micro, lr=lr,
                                     num_items=sum(int(b["positions"].sum()) for b in micro),
@@ -307,7 +319,9 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, resume_state: dict | No
     run, progress = build(cfg, device, stopper, resume_state)
     run.paths.config.write_text(strict_json(cfg.to_dict(), indent=2))
     D.say(f"pre-training run {cfg.run_name}: {len(run.sampler.lengths)} texts from "
-          f"{' and '.join(run.sources)}, {run.total_steps} steps, {run.precision} on {device}")
+          f"{' and '.join(run.sources)}, {run.total_steps} steps"
+          f"{f' (the first {cfg.head_steps} train the head alone)' if cfg.head_steps else ''}, "
+          f"{run.precision} on {device}")
     if resume_state is not None:
         D.say(resume_state["resumed_from"])
     stopper.enter("train")

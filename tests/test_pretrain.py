@@ -6,10 +6,13 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForMaskedLM
 
+from bertsent import checkpoint as ckpt
 from bertsent.data import pretraining_texts
 from bertsent.errors import UserError
 from bertsent.pretrain import pretrain
+from bertsent.runtime import seed_everything
 from bertsent.train import train
 from tests.conftest import make_frame, write_splits
 
@@ -67,9 +70,41 @@ def test_the_folder_it_writes_is_fine_tuned_by_train(tiny_model_dir, imdb_like, 
     assert tuned["steps"] == 12 and 0 <= tuned["accuracy"] <= 1
 
 
+def test_head_steps_train_the_head_alone_then_everything_and_resume_exactly(
+        tiny_model_dir, imdb_like, tmp_path):
+    """Within --head-steps the encoder keeps the base's weights (its word embeddings too: the
+    head's tied output) while the head learns; after them the encoder trains. A run stopped
+    inside the head steps resumes to the uninterrupted run's model."""
+    args = settings(tiny_model_dir, imdb_like, tmp_path, max_steps=8, head_steps=4)
+    full = pretrain({**args, "run_name": "full"})
+    part = pretrain({**args, "run_name": "cut"}, stop_after_step=3)
+    inside = ckpt.load_checkpoint(tmp_path / "ckpt" / "cut" / "step-3")["model"]
+    rest = pretrain({**args, "run_name": "cut", "resume": "latest"})
+    assert part["history"] + rest["history"] == full["history"]
+
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    encoder = [k for k in base if k.startswith("bert.") and not k.startswith("bert.pooler")]
+    assert encoder and all(torch.equal(inside[k], base[k]) for k in encoder)
+    first = pretrain({**args, "run_name": "one", "max_steps": 5, "head_steps": 0},
+                     stop_after_step=1)
+    moved = ckpt.load_checkpoint(tmp_path / "ckpt" / "one" / "step-1")["model"]
+    assert first["interrupted"] and not all(torch.equal(moved[k], base[k]) for k in encoder)
+    seed_everything(42)  # the new head as pre-training initialised it
+    start = AutoModelForMaskedLM.from_pretrained(str(tiny_model_dir)).state_dict()
+    head = "cls.predictions.transform.dense.weight"
+    assert not torch.equal(inside[head], start[head])  # the head learned
+    a, b = (load_file(str(tmp_path / "ckpt" / r / "final" / "model.safetensors"))
+            for r in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["embeddings.word_embeddings.weight"],
+                           base["bert.embeddings.word_embeddings.weight"])  # then it trained
+
+
 def test_bad_settings_are_one_line(tiny_model_dir, imdb_like, tmp_path):
     with pytest.raises(UserError, match="--mask-prob must be in"):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, mask_prob=1.5))
+    with pytest.raises(UserError, match="--head-steps 6 leaves none of the run's 6 steps"):
+        pretrain(settings(tiny_model_dir, imdb_like, tmp_path, max_steps=6, head_steps=6))
     with pytest.raises(UserError, match="leaves no texts"):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, val_samples=500))
     with pytest.raises(UserError, match="is a file: pass the folder that holds the train"):
