@@ -13,6 +13,8 @@ standard error of an accuracy on 1,000 reviews is about 1 point.
     python benchmarks/tune.py --only 512 512-2ep --out /tmp/t.json      # a few of them
     python benchmarks/tune.py --proxy 2000x256 --only 256 ema0.99 bs16 --seeds 42 1 --out x.json
     python benchmarks/tune.py --proxy 2000x256 --only mlm --pretrained checkpoints/mlm/final
+    python benchmarks/tune.py --proxy 2000x256 --only mlm-head \
+        --pretrained checkpoints/mlm-head100/final
 
 Variants run one after the other, each in its own process (one training at a time on a small
 CPU); a variant whose run already finished is read back, not trained again, and one that was
@@ -41,7 +43,9 @@ VARIANTS = {
     "ema0.99": ["--ema", "0.99"],  # the weights averaged over about the last 100 steps
     "bs16": ["--batch-size", "16", "--lr", "1.4e-4"],  # half the updates, lr by sqrt(2)
     "mlm": [],  # the --pretrained folder (bertsent.pretrain's output) as the base model
+    "mlm-head": [],  # the same, for a folder pre-trained with --head-steps (its own run names)
 }
+PRETRAINED = ("mlm", "mlm-head")  # variants whose base model is --pretrained
 
 
 def run_variant(name: str, flags: list[str], seed: int, args: argparse.Namespace) -> dict:
@@ -49,9 +53,9 @@ def run_variant(name: str, flags: list[str], seed: int, args: argparse.Namespace
     run_name = f"tune-{name}" if (args.proxy, seed) == ("5000x512", 42) else \
         f"tune-{args.proxy}-{name}-s{seed}"
     metrics_file = Path(args.checkpoint_dir) / run_name / "metrics.json"
-    model = args.pretrained if name == "mlm" else args.model
-    if name == "mlm" and not args.pretrained:
-        sys.exit("the mlm variant needs --pretrained <folder written by bertsent.pretrain>")
+    model = args.pretrained if name in PRETRAINED else args.model
+    if name in PRETRAINED and not args.pretrained:
+        sys.exit(f"the {name} variant needs --pretrained <folder written by bertsent.pretrain>")
     if not metrics_file.exists():
         cmd = [sys.executable, "-m", "bertsent.train", "--model", model, "--data", args.data,
                "--run-name", run_name, "--checkpoint-dir", args.checkpoint_dir,
@@ -65,7 +69,7 @@ def run_variant(name: str, flags: list[str], seed: int, args: argparse.Namespace
     metrics = json.loads(metrics_file.read_text())
     shown_model = os.path.relpath(model)  # results name no machine's folders
     return {"variant": name, "flags": " ".join(flags + (["--model", shown_model]
-                                                       if name == "mlm" else [])),
+                                                       if name in PRETRAINED else [])),
             "seed": seed, "proxy": args.proxy, "val_accuracy": metrics["val_accuracy"],
             "val_samples": 1000, "train_samples": metrics.get("train_samples"),
             "steps": metrics["steps"], "best_step": metrics["best_step"],
@@ -78,15 +82,15 @@ def main() -> None:
     parser.add_argument("--model", default="../shared/models/minilm-l6")
     parser.add_argument("--data", default="../shared/data/imdb")
     parser.add_argument("--only", nargs="+", choices=list(VARIANTS),
-                        help="default: all but mlm")
+                        help="default: all but the mlm variants")
     parser.add_argument("--proxy", choices=list(PROXIES), default="5000x512")
     parser.add_argument("--seeds", nargs="+", type=int, default=[42])
-    parser.add_argument("--pretrained", help="the mlm variant's base model folder")
+    parser.add_argument("--pretrained", help="the mlm variants' base model folder")
     parser.add_argument("--checkpoint-dir", default="checkpoints/tune")
     parser.add_argument("--runs-dir", default="runs/tune")
     parser.add_argument("--out", help="write the rows as JSON here")
     args = parser.parse_args()
-    names = args.only or [v for v in VARIANTS if v != "mlm"]
+    names = args.only or [v for v in VARIANTS if v not in PRETRAINED]
     rows = [run_variant(name, VARIANTS[name], seed, args) for name in names
             for seed in args.seeds]
     print("| variant | flags | seed | val accuracy (1,000) | steps | samples/s |")
