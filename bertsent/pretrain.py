@@ -238,6 +238,11 @@ def held_out_words(loss: float | None) -> str:
             else f"held-out masked-LM loss {loss:.4f}")
 
 
+def head_words(head_steps: int) -> str:
+    """How --head-steps reads in the start line and on the card ("" when off)."""
+    return f" (the first {head_steps} training the new head alone)" if head_steps else ""
+
+
 def log_held_out(run: PretrainRun, step: int) -> None:
     loss = held_out_loss(run)
     if loss is not None:
@@ -278,7 +283,8 @@ def export(run: PretrainRun, progress: Progress, held_out: float | None) -> None
             f"license: {facts['license'] or 'unknown'}\nlibrary_name: transformers\n"
             f"tags:\n- bertsent\n- fill-mask\n---\n\n# {run.cfg.run_name}\n\n"
             f"`{facts['hub_id'] or run.cfg.model}` after {progress.step} steps of masked-LM "
-            f"training on the {' and '.join(run.sources)} texts of `{data_name(run.cfg.data)}` "
+            f"training{head_words(run.cfg.head_steps)} on the {' and '.join(run.sources)} texts "
+            f"of `{data_name(run.cfg.data)}` "
             f"(bertsent.pretrain; {held_out_words(held_out)}). "
             "Fine-tune it with "
             "`python -m bertsent.train --model <this folder>`.\n")
@@ -319,8 +325,7 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, resume_state: dict | No
     run, progress = build(cfg, device, stopper, resume_state)
     run.paths.config.write_text(strict_json(cfg.to_dict(), indent=2))
     D.say(f"pre-training run {cfg.run_name}: {len(run.sampler.lengths)} texts from "
-          f"{' and '.join(run.sources)}, {run.total_steps} steps"
-          f"{f' (the first {cfg.head_steps} train the head alone)' if cfg.head_steps else ''}, "
+          f"{' and '.join(run.sources)}, {run.total_steps} steps{head_words(cfg.head_steps)}, "
           f"{run.precision} on {device}")
     if resume_state is not None:
         D.say(resume_state["resumed_from"])

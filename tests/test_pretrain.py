@@ -98,6 +98,8 @@ def test_head_steps_train_the_head_alone_then_everything_and_resume_exactly(
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["embeddings.word_embeddings.weight"],
                            base["bert.embeddings.word_embeddings.weight"])  # then it trained
+    card = (tmp_path / "ckpt" / "full" / "final" / "README.md").read_text()
+    assert "after 8 steps of masked-LM training (the first 4 training the new head alone)" in card
 
 
 def test_bad_settings_are_one_line(tiny_model_dir, imdb_like, tmp_path):
