@@ -106,6 +106,14 @@ def mlm_loss(model: torch.nn.Module, batch: dict, autocast) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- setup
+def check_head_steps(head_steps: int, total_steps: int | None) -> None:
+    """Head-only steps must leave the encoder some: checked before the texts are read when
+    --max-steps gives the budget, and again once the data has fixed the run's length."""
+    if total_steps is not None and head_steps >= total_steps:
+        fail(f"--head-steps {head_steps} leaves none of the run's {total_steps} steps to train "
+             f"the encoder: pass fewer, or raise --max-steps or --epochs")
+
+
 def setup_texts(cfg: PretrainConfig, tokenizer) -> tuple[EncodedDataset, EncodedDataset | None,
                                                          list[str]]:
     """Tokenised texts to learn from, a seeded held-out slice to measure on, the splits read."""
@@ -154,9 +162,7 @@ def build(cfg: PretrainConfig, device: torch.device, stopper: Stopper,
         generator=torch.Generator().manual_seed(cfg.seed))
     total = math.ceil(len(sampler.global_batches()) / cfg.grad_accum) * cfg.epochs
     total = min(total, cfg.max_steps) if cfg.max_steps else total
-    if cfg.head_steps >= total:
-        fail(f"--head-steps {cfg.head_steps} leaves none of the run's {total} steps to train the "
-             f"encoder: pass fewer, or raise --max-steps or --epochs")
+    check_head_steps(cfg.head_steps, total)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
     paths = RunPaths.of(cfg.checkpoint_dir, cfg.runs_dir, cfg.run_name)
     run = PretrainRun(cfg=cfg, device=device, precision=precision, tokenizer=tokenizer,
@@ -307,6 +313,7 @@ def pretrain(overrides: dict[str, Any], stop_after_step: int | None = None) -> d
         cfg, resume_state, finished = resolve_or_finished(overrides, RULES)
         if finished is not None:
             return finished
+        check_head_steps(cfg.head_steps, cfg.max_steps)
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
         if not cfg.run_name:

@@ -107,6 +107,8 @@ def test_bad_settings_are_one_line(tiny_model_dir, imdb_like, tmp_path):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, mask_prob=1.5))
     with pytest.raises(UserError, match="--head-steps 6 leaves none of the run's 6 steps"):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, max_steps=6, head_steps=6))
+    with pytest.raises(UserError, match="--head-steps 23 leaves none of the run's 23 steps"):
+        pretrain(settings(tiny_model_dir, imdb_like, tmp_path, head_steps=23))  # one epoch
     with pytest.raises(UserError, match="leaves no texts"):
         pretrain(settings(tiny_model_dir, imdb_like, tmp_path, val_samples=500))
     with pytest.raises(UserError, match="is a file: pass the folder that holds the train"):
