@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import Dataset, DatasetDict
 
+from bertsent import dataid
 from bertsent.errors import fail
 from bertsent.hub import hub_answers
 from bertsent.labels import (
@@ -27,6 +29,7 @@ from bertsent.labels import (
     is_integer,
     is_string,
 )
+from bertsent.runfolder import unwritable
 from bertsent.tokens import BLANK
 
 FORMATS = {"parquet": "parquet", "csv": "csv", "jsonl": "json", "json": "json"}
@@ -107,22 +110,32 @@ def _count_shards(indices: list[int], limit: int = 5) -> str:
     return f"shard{'s' if len(indices) > 1 else ''} {shown}"
 
 
-def _load_aclimdb(folder: Path) -> DatasetDict:
-    """The original aclImdb/ layout: {train,test}/{neg,pos}/<id>_<rating>.txt."""
+def _load_aclimdb(folder: Path) -> tuple[DatasetDict, dict]:
+    """The original aclImdb/ layout: {train,test}/{neg,pos}/<id>_<rating>.txt, and its identity
+    (one digest per split over every file's name and bytes)."""
+    files: dict[str, dict] = {}
+
     def split(name: str) -> Dataset:
-        texts, labels = [], []
+        texts, labels, digest, size = [], [], hashlib.sha256(), 0
         for label, sub in enumerate(("neg", "pos")):
-            files = sorted((folder / name / sub).glob("*.txt"),
+            paths = sorted((folder / name / sub).glob("*.txt"),
                            key=lambda p: (len(p.stem), p.stem))
-            for path in files:
+            for path in paths:
+                raw = path.read_bytes()
+                digest.update(f"{sub}/{path.name}\0".encode() + raw)
+                size += len(raw)
                 try:
-                    texts.append(path.read_text(encoding="utf-8"))
+                    texts.append(raw.decode("utf-8"))
                 except UnicodeDecodeError:
                     fail(f"{path} is not UTF-8 text: re-encode the file as UTF-8")
                 labels.append(label)
-        return Dataset.from_dict({"text": texts, "label": labels})
+        files[f"{name}/"] = {"bytes": size, "sha256": digest.hexdigest(), "files": len(texts)}
+        key = hashlib.sha256(f"aclImdb|{digest.hexdigest()}".encode()).hexdigest()[:24]
+        ds = Dataset.from_dict({"text": texts, "label": labels})
+        return Dataset(ds.data, info=ds.info, split=ds.split, fingerprint=key)
 
-    return DatasetDict(train=split("train"), test=split("test"))
+    raw = DatasetDict(train=split("train"), test=split("test"))
+    return raw, dataid.folder_identity(folder, files)
 
 
 def _validation_files(folder: Path, data: str) -> tuple[str, list[str]] | None:
@@ -187,42 +200,93 @@ def _rows_in(fmt: str, file: str) -> int | None:
 SOURCES: dict[str, list[str]] = {}
 
 
-def _read_split(fmt: str, files: list[str], data: str, split: str) -> Dataset:
+def _read_split(fmt: str, files: list[str], data: str, split: str, key: str,
+                cache_dir: str | None) -> Dataset:
+    """One split through the datasets reader, its on-disk copy kept under --cache-dir in a
+    folder named by the files' digests (`key`): the reader's own cache is keyed by path and
+    modification time, so a file replaced in place (cp -p, rsync -a, tar x keep the mtime)
+    would give the old rows. Without a usable cache folder the copy lives in a temporary
+    folder and the split in memory. The split's fingerprint (which keys the token cache) is
+    the content key too."""
     options = _csv_options(files) if fmt == "csv" else {}
-    try:
-        ds = datasets.load_dataset(fmt, data_files={"split": files}, split="split", **options)
-    except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
-        empty = [f for f in files if _rows_in(fmt, f) == 0]
-        if len(empty) == len(files):
-            fail(f"the {split} split is empty ({_names(files)} in {data} has no rows): give it "
-                 "at least one row")
-        if empty:
-            fail(f"{_names(empty)} in {data} has no rows: give every file of the {split} "
-                 "split at least one row")
-        fail(f"cannot read {_names(files, 3)} in {data} ({_root_cause(exc)}): check that it is "
-             "valid UTF-8 parquet, csv or jsonl")
+    folder = Path(cache_dir).expanduser() / "datasets" / key if cache_dir else None
+    with tempfile.TemporaryDirectory(prefix="bertsent-data-") as tmp:
+        if folder is None or unwritable(folder) is not None:
+            options.update(cache_dir=tmp, keep_in_memory=True)
+        else:
+            options.update(cache_dir=str(folder))
+        try:
+            ds = datasets.load_dataset(fmt, data_files={"split": files}, split="split",
+                                       **options)
+        except Exception as exc:  # noqa: BLE001 - any reader error is the user's file
+            empty = [f for f in files if _rows_in(fmt, f) == 0]
+            if len(empty) == len(files):
+                fail(f"the {split} split is empty ({_names(files)} in {data} has no rows): "
+                     "give it at least one row")
+            if empty:
+                fail(f"{_names(empty)} in {data} has no rows: give every file of the {split} "
+                     "split at least one row")
+            fail(f"cannot read {_names(files, 3)} in {data} ({_root_cause(exc)}): check that "
+                 "it is valid UTF-8 parquet, csv or jsonl")
+    ds = Dataset(ds.data, info=ds.info, split=ds.split, fingerprint=f"{key}-{fmt}")
     SOURCES[ds._fingerprint] = files
     return ds
 
 
-def _load_hub(data: str) -> DatasetDict:
-    """A hub dataset; when the hub does not answer: the local cache only, and a quick error."""
+def _load_hub(data: str) -> tuple[DatasetDict, dict]:
+    """A hub dataset and its identity (id, and the revision its cache folder is named by);
+    when the hub does not answer: the local cache only, and a quick error."""
     hub_answers()
     try:
-        return datasets.load_dataset(data)
+        loaded = datasets.load_dataset(data)
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types
         fail(f"cannot load dataset '{data}' from the Hugging Face hub "
              f"({type(exc).__name__}): pass a local --data folder such as ../shared/data/imdb")
+    return loaded, dataid.hub_identity(data, _hub_revision(loaded))
 
 
-def load_raw(data: str) -> DatasetDict:
-    """Return a DatasetDict with 'train', and 'test' and/or 'validation', from a hub id or a
-    local folder."""
+def _hub_revision(loaded) -> str | None:
+    """The commit a hub dataset was prepared from: datasets names its cache folder by it."""
+    try:
+        first = next(iter(loaded.values())) if isinstance(loaded, DatasetDict) else loaded
+        return Path(first.cache_files[0]["filename"]).parent.name or None
+    except (AttributeError, IndexError, KeyError, StopIteration):
+        return None
+
+
+def _local_splits(path: Path, data: str, found: dict[str, tuple[str, list[str]]],
+                  cache_dir: str | None, made_with: tuple[dict | None, str] = (None, "")
+                  ) -> tuple[dict[str, Dataset], dict]:
+    """Each found split read by content (the digests of its files), and the folder's
+    identity over every file read, checked against `made_with` before any file is parsed."""
+    digests = {os.path.relpath(f, path): dataid.file_digest(f)
+               for _, files in found.values() for f in files}
+    identity = dataid.folder_identity(path, digests)
+    dataid.check_same(*made_with, now=identity)
+    splits = {s: _read_split(fmt, files, data, s, dataid.content_key(
+        identity, [os.path.relpath(f, path) for f in files]), cache_dir)
+        for s, (fmt, files) in found.items()}
+    return splits, identity
+
+
+def load_raw(data: str, cache_dir: str | None = None) -> DatasetDict:
+    """A DatasetDict with 'train', and 'test' and/or 'validation', from a hub id or a local
+    folder."""
+    return read_data(data, cache_dir)[0]
+
+
+def read_data(data: str, cache_dir: str | None = None,
+              made_with: tuple[dict | None, str] = (None, "")) -> tuple[DatasetDict, dict]:
+    """load_raw's splits, and the data's identity (dataid.py): what a run records. With
+    `made_with` (an identity, and whose it is: "the checkpoint"), other content is refused in
+    one line that names the file."""
     path = Path(data).expanduser()
     if path.is_dir():
         for root in (path, path / "aclImdb"):
             if (root / "train" / "pos").is_dir() and (root / "test" / "pos").is_dir():
-                return _load_aclimdb(root)
+                raw, identity = _load_aclimdb(root)
+                dataid.check_same(*made_with, now=identity)
+                return raw, identity
         found = {s: _split_files(path, s) for s in ("train", "test")}
         found["validation"] = _validation_files(path, data)
         missing = [s for s in ("train", "test") if found[s] is None]
@@ -234,16 +298,17 @@ def load_raw(data: str) -> DatasetDict:
         fmts = {f[0] for f in found.values() if f}
         if len(fmts) > 1:
             fail(f"data folder {data} mixes file formats {sorted(fmts)}: use one format")
-        fmt = fmts.pop()
         # each split on its own: splits with other columns are then told apart by check_split
-        return DatasetDict({s: _read_split(fmt, f[1], data, s) for s, f in found.items()
-                            if f})
+        splits, identity = _local_splits(path, data, {s: f for s, f in found.items() if f},
+                                         cache_dir, made_with)
+        return DatasetDict(splits), identity
     if path.exists():
         fail(f"--data {data} is a file: pass the folder that holds the train/test files")
     if _looks_like_path(data):
         fail(f"data path {data} does not exist: pass a folder with train/test files "
              "(e.g. ../shared/data/imdb) or a hub dataset id")
-    loaded = _load_hub(data)
+    loaded, identity = _load_hub(data)
+    dataid.check_same(*made_with, now=identity)
     valid = next((s for s in VALIDATION_SPLITS if isinstance(loaded, DatasetDict)
                   and s in loaded), None)
     if not isinstance(loaded, DatasetDict) or "train" not in loaded or (
@@ -253,28 +318,31 @@ def load_raw(data: str) -> DatasetDict:
     splits = {"train": loaded["train"]}
     splits.update({"test": loaded["test"]} if "test" in loaded else {})
     splits.update({"validation": loaded[valid]} if valid else {})
-    return DatasetDict(splits)
+    return DatasetDict(splits), identity
 
 
 UNLABELLED_SPLITS = ("unsup", "unlabelled", "unlabeled")  # IMDb's 50,000 extra reviews
 
 
-def pretraining_texts(data: str, text_column: str) -> tuple[Dataset, list[str]]:
-    """(texts, the splits they come from) for within-task pre-training: the train split and an
-    unlabelled split when the data has one (IMDb's `unsup`), never validation or test texts.
-    Their labels are not read."""
+def pretraining_texts(data: str, text_column: str, cache_dir: str | None = None,
+                      made_with: tuple[dict | None, str] = (None, "")
+                      ) -> tuple[Dataset, list[str], dict]:
+    """(texts, the splits they come from, the data's identity) for within-task pre-training:
+    the train split and an unlabelled split when the data has one (IMDb's `unsup`), never
+    validation or test texts. Their labels are not read."""
     path = Path(data).expanduser()
     names = ("train", *UNLABELLED_SPLITS)
     if path.is_dir():
         found = {s: f for s in names if (f := _split_files(path, s))}
-        splits = {s: _read_split(fmt, files, data, s) for s, (fmt, files) in found.items()}
+        splits, identity = _local_splits(path, data, found, cache_dir, made_with)
     elif path.exists():
         fail(f"--data {data} is a file: pass the folder that holds the train (and unsup) files")
     elif _looks_like_path(data):
         fail(f"data path {data} does not exist: pass a folder with a train file (and "
              "optionally unsup) or a hub dataset id")
     else:
-        loaded = _load_hub(data)
+        loaded, identity = _load_hub(data)
+        dataid.check_same(*made_with, now=identity)
         splits = {s: loaded[s] for s in names if s in loaded}
     if "train" not in splits:
         fail(f"{data} has no train split to pre-train on: add train.parquet (or .csv/.jsonl)")
@@ -290,7 +358,7 @@ def pretraining_texts(data: str, text_column: str) -> tuple[Dataset, list[str]]:
                  "drop those rows")
         parts.append(texts.rename_column(text_column, "text") if text_column != "text"
                      else texts)
-    return datasets.concatenate_datasets(parts), list(splits)
+    return datasets.concatenate_datasets(parts), list(splits), identity
 
 
 @dataclass(frozen=True)
@@ -303,6 +371,7 @@ class Splits:
     validation: Dataset | None
     test_split: str  # "test", or "validation" when the test split is missing or unlabelled
     note: str = ""  # why, when test_split is not "test"
+    identity: dict | None = None  # what the data is (dataid.py), whatever it was called
 
 
 def is_unlabelled(ds: Dataset, label_column: str) -> bool:
@@ -410,15 +479,19 @@ def apply_labels(ds: Dataset, labels: LabelMap, name: str, known_by: str = "the 
 
 def labelled_splits(data: str, text_column: str, label_column: str,
                     given: list[str] | None = None, num_labels: int | None = None,
-                    saved: dict | None = None) -> tuple[Splits, LabelMap]:
+                    saved: dict | None = None, cache_dir: str | None = None,
+                    made_with: tuple[dict | None, str] = (None, "")
+                    ) -> tuple[Splits, LabelMap]:
     """Read the data, decide which split does what, check every split, and map its labels to
     class ids: the splits ready to subset and tokenise, and the class map.
 
     The classes come from the whole train split (not a --train-samples subset, so they do not
     change with it). A resumed run passes its checkpoint's map (`saved`), which is taken
-    exactly as it was; the data is only checked to still map onto it.
+    exactly as it was; the data is only checked to still map onto it, after its files are
+    checked to be the ones it was made with (`made_with`: the identity, and whose it is).
     """
-    splits = pick_splits(load_raw(data), data, label_column)
+    raw, identity = read_data(data, cache_dir, made_with)
+    splits = pick_splits(raw, data, label_column)
     train = check_split(splits.train, "train", text_column, label_column)
     labels = LabelMap(names=tuple(saved["names"]), by_id=bool(saved["by_id"])) if saved else \
         LabelMap.from_column(train.data.column("label"), given, num_labels)
@@ -429,7 +502,7 @@ def labelled_splits(data: str, text_column: str, label_column: str,
     valid = splits.validation
     return Splits(apply_labels(train, labels, "train"), ready(splits.test, splits.test_split),
                   ready(valid, "validation") if valid is not None else None,
-                  splits.test_split, splits.note), labels
+                  splits.test_split, splits.note, identity), labels
 
 
 # ---------------------------------------------------------------- seeded subsets

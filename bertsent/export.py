@@ -19,6 +19,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bertsent.card import model_card
 from bertsent.checkpoint import atomic_folder, write_manifest
+from bertsent.dataid import portable
 from bertsent.errors import fail
 from bertsent.jsonio import strict_json
 from bertsent.model import check_max_length, load_tokenizer, where
@@ -28,10 +29,11 @@ WEIGHTS = "model.safetensors"
 
 
 def save_model(folder: Path, model: torch.nn.Module, tokenizer: Any, config: dict[str, Any],
-               metrics: dict[str, Any], names: list[str]) -> None:
+               metrics: dict[str, Any], names: list[str], identity: dict | None = None) -> None:
     """The model in Hugging Face format with its tokenizer, the settings it was trained with
-    and a model card, written to a temporary folder and renamed into place; a model with NaN/inf
-    weights is never written."""
+    (and what its data was, its location relative to the folder) and a model card, written to
+    a temporary folder and renamed into place; a model with NaN/inf weights is never
+    written."""
     bad = [n for n, p in model.named_parameters() if not torch.isfinite(p).all()]
     if bad:
         fail(f"the model has non-finite weights ({bad[0]}{' and others' if len(bad) > 1 else ''})"
@@ -39,7 +41,8 @@ def save_model(folder: Path, model: torch.nn.Module, tokenizer: Any, config: dic
              "checkpoints are intact")
 
     meta = {"max_length": config["max_length"], "truncation": config["truncation"],
-            "metrics": metrics, "config": config}
+            "metrics": metrics, "config": config,
+            "data_identity": portable(identity, Path(folder).resolve())}
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from bertsent import checkpoint as ckpt
+from bertsent import dataid
 from bertsent import distributed as D
 from bertsent.cli import parse_overrides
 from bertsent.config import PretrainConfig
@@ -40,7 +41,7 @@ from bertsent.mlm import (
 from bertsent.model import check_max_length, load_tokenizer, where
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.progress import Progress, every
-from bertsent.resume import Rules, resolve_or_finished, resume_command
+from bertsent.resume import Rules, resolve_or_finished, resume_command, run_facts
 from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
@@ -55,11 +56,13 @@ from bertsent.tokens import Collator, EncodedDataset, tokenize
 from bertsent.tracking import RunLogger, StepMeter
 
 RULES = Rules(PretrainConfig,
-              unsafe=("model", "data", "text_column", "max_length", "truncation", "mask_prob",
-                      "epochs", "max_steps", "head_steps", "grad_accum", "lr", "weight_decay",
-                      "warmup_ratio", "max_grad_norm", "val_samples", "group_by_length", "seed"),
+              unsafe=("model", "data", "runs_dir", "text_column", "max_length", "truncation",
+                      "mask_prob", "epochs", "max_steps", "head_steps", "grad_accum", "lr",
+                      "weight_decay", "warmup_ratio", "max_grad_norm", "val_samples",
+                      "group_by_length", "seed"),
               safe=("eval_every", "save_every", "log_every", "keep_last", "precision",
-                    "device", "cache_dir"))
+                    "device", "cache_dir"),
+              module="bertsent.pretrain")
 META_FILE = "bertsent-pretrain.json"  # the settings and held-out losses, beside the model
 
 
@@ -84,6 +87,7 @@ class PretrainRun:
     special_ids: list[int]
     sources: list[str]  # the splits the texts come from
     history: list[tuple[int, float]]
+    identity: dict | None = None  # what the data is (dataid.py), saved in every checkpoint
 
     def live_state(self, progress: Progress) -> dict[str, Any]:
         return {"model": self.model, "optimizer": self.optimizer, "progress": progress,
@@ -114,10 +118,12 @@ def check_head_steps(head_steps: int, total_steps: int | None) -> None:
              f"the encoder: pass fewer, or raise --max-steps or --epochs")
 
 
-def setup_texts(cfg: PretrainConfig, tokenizer) -> tuple[EncodedDataset, EncodedDataset | None,
-                                                         list[str]]:
-    """Tokenised texts to learn from, a seeded held-out slice to measure on, the splits read."""
-    texts, sources = pretraining_texts(cfg.data, cfg.text_column)
+def setup_texts(cfg: PretrainConfig, tokenizer, made_with: dict | None = None
+                ) -> tuple[EncodedDataset, EncodedDataset | None, list[str], dict]:
+    """Tokenised texts to learn from, a seeded held-out slice to measure on, the splits read,
+    and the data's identity (checked against `made_with`, a resumed checkpoint's)."""
+    texts, sources, identity = pretraining_texts(cfg.data, cfg.text_column, cfg.cache_dir,
+                                                 (made_with, "the checkpoint"))
     if cfg.val_samples >= len(texts):
         fail(f"--val-samples {cfg.val_samples} leaves no texts to pre-train on from "
              f"{len(texts)}: lower it")
@@ -127,7 +133,7 @@ def setup_texts(cfg: PretrainConfig, tokenizer) -> tuple[EncodedDataset, Encoded
         return tokenize(texts.select(ix), tokenizer, cfg.max_length, cfg.truncation,
                         cfg.cache_dir)
 
-    return encode(rest), encode(held) if len(held) else None, sources
+    return encode(rest), encode(held) if len(held) else None, sources, identity
 
 
 def setup_model(cfg: PretrainConfig, device: torch.device) -> torch.nn.Module:
@@ -154,7 +160,8 @@ def build(cfg: PretrainConfig, device: torch.device, stopper: Stopper,
         fail(f"the tokenizer of {cfg.model} has no mask token: pass a BERT-family model")
     seed_everything(cfg.seed)  # the new vocabulary head's init depends on it
     model = setup_model(cfg, device)
-    train_ds, held_out, sources = setup_texts(cfg, tokenizer)
+    train_ds, held_out, sources, identity = setup_texts(
+        cfg, tokenizer, resume_state.get("data_identity") if resume_state else None)
     sampler = TrainBatchSampler(train_ds.lengths, cfg.batch_size, seed=cfg.seed,
                                 group_by_length=cfg.group_by_length)
     loader = torch.utils.data.DataLoader(
@@ -170,7 +177,8 @@ def build(cfg: PretrainConfig, device: torch.device, stopper: Stopper,
                       held_out=held_out, total_steps=total,
                       warmup_steps=round(cfg.warmup_ratio * total), paths=paths,
                       logger=RunLogger(None), stopper=stopper,
-                      special_ids=list(tokenizer.all_special_ids), sources=sources, history=[])
+                      special_ids=list(tokenizer.all_special_ids), sources=sources, history=[],
+                      identity=identity)
     progress = Progress()
     if resume_state is not None:
         ckpt.restore(run.live_state(progress), resume_state)
@@ -258,9 +266,9 @@ def log_held_out(run: PretrainRun, step: int) -> None:
 def save_state(run: PretrainRun, progress: Progress) -> None:
     folder = run.paths.step(progress.step)
     try:
-        ckpt.save_checkpoint(folder, ckpt.capture(run.live_state(progress),
-                                                  {"config": run.cfg.to_dict(),
-                                                   "world_size": 1}))
+        ckpt.save_checkpoint(folder, ckpt.capture(run.live_state(progress), {
+            "config": run.cfg.to_dict(), "world_size": 1,
+            **run_facts("bertsent.pretrain", run.identity)}))
     except OSError as exc:
         fail(f"saving checkpoint {folder} failed ({exc.strerror or exc}): free disk space or "
              "pass another --checkpoint-dir")
@@ -352,7 +360,8 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, resume_state: dict | No
     export(run, progress, held_out)
     summary = {"model_dir": relative_path(run.paths.final), "steps": progress.step,
                "held_out_loss": held_out, "train_seconds": progress.train_seconds,
-               "texts_seen": progress.samples_seen, "sources": run.sources}
+               "texts_seen": progress.samples_seen, "sources": run.sources,
+               "data_identity": dataid.portable(run.identity, run.paths.folder.resolve())}
     run.paths.metrics.write_text(strict_json(summary, indent=2))  # marks the run finished
     run.logger.close()
     D.say(f"pre-training run {cfg.run_name} finished: {held_out_words(held_out)}; "

@@ -8,6 +8,7 @@ import os
 import random
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -120,3 +121,15 @@ def out_of_memory_is_one_line(shape: tuple[int, ...]):
         fail(f"out of memory evaluating a batch of {shape[0]} x {shape[1]} tokens: lower the "
              "evaluation batch size (--eval-batch-size for bertsent.train, --batch-size for "
              "evaluate and predict)")
+
+
+def keep_matplotlib_in(cache_dir: str | None) -> None:
+    """matplotlib's font cache goes under --cache-dir, not the user's home (a run writes
+    nowhere but its cache, checkpoint and runs folders); call before matplotlib is imported.
+    A MPLCONFIGDIR the user set wins."""
+    from bertsent.runfolder import unwritable
+
+    if cache_dir and "MPLCONFIGDIR" not in os.environ:
+        folder = os.path.join(os.path.expanduser(cache_dir), "matplotlib")
+        if unwritable(Path(folder)) is None:
+            os.environ["MPLCONFIGDIR"] = folder

@@ -15,7 +15,8 @@ SCORES = ("accuracy", "f1", "precision", "recall", "loss", "f1_macro", "f1_weigh
 # the settings a result depends on, recorded beside it (docs/results/<run>.json)
 RESULT_SETTINGS = ("model", "data", "max_length", "truncation", "epochs", "batch_size",
                    "grad_accum", "lr", "head_lr_mult", "layer_lr_decay", "warmup_ratio",
-                   "weight_decay", "dropout", "val_samples", "seed")
+                   "weight_decay", "dropout", "val_samples", "seed", "ema", "eval_every",
+                   "select_metric", "patience", "class_weights", "max_steps")
 
 
 def describe_labels(labels: LabelMap, weights: list[float] | None = None) -> str:
@@ -62,6 +63,7 @@ def run_summary(test: EvalResult, *, progress: Any, config: dict[str, Any], labe
         "run_name": config["run_name"],
         "best_model_dir": facts["best_model_dir"],
         "settings": {k: config[k] for k in RESULT_SETTINGS},
+        "data_identity": facts.get("data_identity"),
     }
 
 

@@ -24,6 +24,7 @@ from bertsent import distributed as D
 from bertsent.cli import parse_overrides
 from bertsent.config import LOWER_IS_BETTER, TrainConfig
 from bertsent.data import Splits, labelled_splits, subset_indices
+from bertsent.dataid import portable
 from bertsent.ema import WeightAverage
 from bertsent.engine import EvalResult, NonFiniteError, StepResult, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
@@ -33,11 +34,12 @@ from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at
 from bertsent.progress import Progress, every
-from bertsent.resume import resolve_or_finished, resume_command, saved_labels
+from bertsent.resume import resolve_or_finished, resume_command, run_facts, saved_labels
 from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
+    keep_matplotlib_in,
     pick_device,
     pick_precision,
     seed_everything,
@@ -160,8 +162,11 @@ def bind_step(run: Run) -> Any:
 def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper: Stopper,
               resume_state: dict | None) -> tuple[Run, Progress]:
     precision = pick_precision(cfg.precision, device)
+    made_with = (resume_state.get("data_identity"), "the checkpoint") if resume_state else \
+        (None, "")
     splits, labels = labelled_splits(cfg.data, cfg.text_column, cfg.label_column, cfg.labels,
-                                     cfg.num_labels, saved_labels(resume_state))  # the head
+                                     cfg.num_labels, saved_labels(resume_state),  # the head
+                                     cfg.cache_dir, made_with)
     if splits.note:  # needs the number of classes: read them first
         D.say(f"{splits.note}; model selection uses {val_size(cfg, splits)} reviews carved "
               "from train", dist)
@@ -214,7 +219,8 @@ def save_state(run: Run, progress: Progress) -> None:
     folder = run.paths.step(progress.step)
     if run.dist.is_main:
         facts = {"config": run.cfg.to_dict(), "world_size": run.dist.world_size,
-                 "labels": {"names": list(run.labels.names), "by_id": run.labels.by_id}}
+                 "labels": {"names": list(run.labels.names), "by_id": run.labels.by_id},
+                 **run_facts("bertsent.train", run.splits.identity)}
         try:
             ckpt.save_checkpoint(folder, ckpt.capture(run.live_state(progress), facts))
         except OSError as exc:
@@ -235,7 +241,7 @@ def export(run: Run, folder, metrics: dict) -> None:
     if run.dist.is_main:
         with run.averaged():
             save_model(folder, run.raw_model, run.tokenizer, run.cfg.to_dict(), metrics,
-                       list(run.labels.names))
+                       list(run.labels.names), run.splits.identity)
 
 
 # ---------------------------------------------------------------- the loop
@@ -394,7 +400,9 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
                                 "precision": run.precision,
                                 "device_name": device_name(run.device),
                                 "world_size": run.dist.world_size,
-                                "best_model_dir": relative_path(best)})
+                                "best_model_dir": relative_path(best),
+                                "data_identity": portable(run.splits.identity,
+                                                          run.paths.folder.resolve())})
     if run.dist.is_main:
         write_results(run, test, result, best)
     run.logger.close()
@@ -404,6 +412,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
 def write_results(run: Run, test: EvalResult, result: dict[str, Any], best) -> None:
     """The reported model's card gets the test figures; metrics.json (last: it marks the run
     finished), the report, and TensorBoard's hparams; then the disk is tidied."""
+    keep_matplotlib_in(run.cfg.cache_dir)
     from bertsent.report import write_report  # matplotlib: ~1 s of start-up, only needed here
 
     add_test_results(best, run.cfg.to_dict(), list(run.labels.names), result)

@@ -34,7 +34,7 @@ def settings(tiny_model_dir, data, tmp_path, **extra):
 
 
 def test_it_reads_the_train_and_unsup_texts_never_the_test_texts(imdb_like):
-    texts, sources = pretraining_texts(str(imdb_like), "text")
+    texts, sources, _ = pretraining_texts(str(imdb_like), "text")
     assert sources == ["train", "unsup"] and len(texts) == 200
     assert not [t for t in texts["text"] if "secretword" in t]
     assert texts.column_names == ["text"]  # the labels are not read
