@@ -3,6 +3,7 @@ x-axis everywhere) and progress meters (a bar on a terminal, plain lines in a lo
 
 from __future__ import annotations
 
+import collections
 import json
 import sys
 import time
@@ -152,18 +153,23 @@ class StepMeter:
     """One call per optimizer step for everything a step shows: the window-mean training loss
     (the mean since the last logged point: one batch's loss jumps between 0.0 and 2.4 on IMDb
     and hides the trend), the TensorBoard scalars every `log_every` steps, and the progress bar
-    or plain lines. The window's sum lives in `progress` so that a resumed run logs the same."""
+    or plain lines. The window's sum lives in `progress` so that a resumed run logs the same.
+    The bar and the lines show a rolling mean of the last `log_every` steps instead, which a
+    logged point does not restart: the first line after a validation pass would otherwise
+    show one step's loss."""
 
     def __init__(self, logger: RunLogger, total: int, initial: int, log_every: int,
                  progress_every: float, enabled: bool):
         self.logger, self.log_every = logger, log_every
         self.meter = Meter(total, "step", every=progress_every, enabled=enabled,
                            initial=initial)
+        self.recent: collections.deque[float] = collections.deque(maxlen=max(log_every, 1))
 
     def step(self, progress: Any, result: Any, lr: float, last: bool) -> None:
         if not result.skipped:
             progress.loss_sum, progress.loss_steps = progress.loss_sum + result.loss, \
                 progress.loss_steps + 1
+            self.recent.append(result.loss)
         window_loss = progress.loss_sum / max(progress.loss_steps, 1)
         per_second = progress.samples_seen / max(progress.train_seconds, 1e-9)
         due = last or (self.log_every and progress.step % self.log_every == 0)
@@ -174,7 +180,8 @@ class StepMeter:
                                           "samples_per_second": per_second,
                                           "skipped_steps": progress.skipped_steps},
                                 progress.step)
-        self.meter.update(progress.step, f"loss {window_loss:.4f}", f"{per_second:.1f} samples/s")
+        shown = sum(self.recent) / len(self.recent) if self.recent else window_loss
+        self.meter.update(progress.step, f"loss {shown:.4f}", f"{per_second:.1f} samples/s")
 
     def close(self) -> None:
         self.meter.close()

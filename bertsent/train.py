@@ -294,14 +294,26 @@ def take_step(run: Run, progress: Progress, micro: list, lr: float, items: int) 
 def select(run: Run, progress: Progress, result: EvalResult) -> None:
     """--select-metric picks the exported model: best/ is the best validation point so far.
     After --patience points in a row without a better one, the run stops early (and finishes
-    normally: the rest of the learning-rate schedule is not run)."""
+    normally: the rest of the learning-rate schedule is not run). Each point gets one line
+    with its figures, as a plain log has nothing else to tell them by."""
     name = run.cfg.select_metric
-    if progress.validated(result.metrics[name], name in LOWER_IS_BETTER, run.cfg.patience):
+    best = progress.validated(result.metrics[name], name in LOWER_IS_BETTER, run.cfg.patience)
+    if best:
         export(run, run.paths.best, {"val": result.metrics, "step": progress.step})
-    elif progress.stopped_early:
+    D.say(validation_line(result.metrics, progress, name, best), run.dist)
+    if progress.stopped_early:
         D.say(f"stopping early at step {progress.step}: validation {name} has not improved "
               f"for {progress.evals_since_best} points (best {progress.best_metric:.4f} at step "
               f"{progress.best_step})", run.dist)
+
+
+def validation_line(metrics: dict[str, Any], progress: Progress, name: str, best: bool) -> str:
+    """'val step 500: accuracy 0.9120 f1 0.9115 loss 0.2301, new best (exported to best/)'."""
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(("accuracy", "f1", name,
+                                                                     "loss")) if k in metrics)
+    verdict = "new best (exported to best/)" if best else \
+        f"best {name} {progress.best_metric:.4f} at step {progress.best_step}"
+    return f"val step {progress.step}: {shown}, {verdict}"
 
 
 def validate(run: Run, loader, step: int, prefix: str = "val",

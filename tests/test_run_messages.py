@@ -3,6 +3,7 @@ a clean stop during start-up, and results that name no machine's paths."""
 
 import json
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def test_a_refused_resume_says_only_why(tiny_config, tmp_path, capsys):
     capsys.readouterr()
     changed = make_frame(160, 1).assign(label=lambda f: f["label"] + 5)
     changed.to_parquet(data / "train.parquet")  # the same path now holds other classes
-    with pytest.raises(UserError, match="labels 5, 6"):
+    with pytest.raises(UserError, match="train.parquet in .* has changed since the checkpoint"):
         train({**settings, "resume": "latest"})
     assert "resuming run" not in capsys.readouterr().err
     make_frame(160, 1).to_parquet(data / "train.parquet")
@@ -183,3 +184,15 @@ def test_every_entry_point_ends_a_rewrapped_signal_as_the_signal(capsys):
 
     with pytest.raises(ValueError, match="a real bug"):
         run_cli(broken)
+
+
+def test_each_validation_point_prints_its_figures_and_the_best_so_far(tiny_config, capsys):
+    """A plain log says what every validation point scored and whether it was exported."""
+    train({**tiny_config, "epochs": 1, "eval_every": 4})
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("val step")]
+    assert [line.split(":")[0] for line in lines] == ["val step 4", "val step 8", "val step 12"]
+    assert re.fullmatch(r"val step 4: accuracy [\d.]+ f1 [\d.]+ loss [\d.]+, new best "
+                        r"\(exported to best/\)", lines[0])
+    assert all(line.endswith("new best (exported to best/)")
+               or re.search(r"best accuracy [\d.]+ at step \d+$", line) for line in lines)

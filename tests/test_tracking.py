@@ -67,3 +67,26 @@ def test_an_evaluation_pass_prints_plain_progress_lines(capsys):
     assert np.array_equal(indices, np.arange(12)) and logits.shape == (12, 2)
     lines = capsys.readouterr().err.splitlines()  # stderr is not a terminal under pytest
     assert lines[-1].startswith("test 12/12 (100.0%)") and "reviews/s eta" in lines[-1]
+
+
+def test_the_line_after_a_logged_point_shows_a_rolling_mean_not_one_step(capsys):
+    """TensorBoard's window restarts at each logged point; the shown loss does not, so the
+    first line after a validation pass is not one step's loss (0.85 among 0.1s)."""
+    from types import SimpleNamespace
+
+    from bertsent.progress import Progress
+    from bertsent.tracking import RunLogger, StepMeter
+
+    progress = Progress()
+    with StepMeter(RunLogger(None), 20, 0, log_every=10, progress_every=1e-9,
+                   enabled=True) as meter:
+        meter.meter.plain = True  # as in a log, whatever pytest's stderr is
+        for step in range(1, 12):
+            progress.step = step
+            loss = 0.85 if step == 11 else 0.1
+            meter.step(progress, SimpleNamespace(loss=loss, skipped=False, grad_norm=1.0), 1e-3,
+                       False)
+    shown = [float(line.split("loss ")[1].split()[0])
+             for line in capsys.readouterr().err.splitlines()]
+    assert shown[9] == 0.1
+    assert shown[10] == round((9 * 0.1 + 0.85) / 10, 4)  # steps 2..11, not step 11 alone
