@@ -208,12 +208,15 @@ class PredictConfig:
     arguments after the flags, in a file (--file), or on stdin."""
 
     model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
-    file: str | None = _f(None, "texts to predict: a .csv, .jsonl or .parquet file (one per row, "
-                          "from --text-column) or a text file (one per line)")
-    text_column: str | None = _f(None, "the texts' column in a .csv, .jsonl or .parquet --file "
-                                 "(default: the one the model was trained on, else text)")
-    out: str | None = _f(None, "write the predictions to this .csv, .jsonl or .parquet file: "
-                         "one row per input row, in order (default: print them)")
+    file: str | None = _f(None, "texts to predict: a .csv, .tsv, .jsonl, .json or .parquet table "
+                          "(one per row, from --text-column) or a .txt file, or one with no "
+                          "suffix (one per line); gzip, bzip2 and xz files are read as they are")
+    text_column: str | None = _f(None, "the texts' column in a table --file (.csv, .tsv, .jsonl, "
+                                 ".json, .parquet) (default: the one the model was trained on, "
+                                 "else text)")
+    out: str | None = _f(None, "write the predictions to this .csv, .tsv, .jsonl or .parquet "
+                         "file: one row per input row, in order, with every input column "
+                         "(default: print them)")
     json: bool = _f(False, "print one JSON object per line")
     batch_size: int = _f(32, "texts per forward pass")
     max_length: int | None = _f(None, "default: the length the model was trained with")
@@ -342,7 +345,7 @@ _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "un
     "resume": "pass latest or a checkpoint folder, or leave the flag out to start a new run",
     "report_dir": "pass a new folder, or leave the flag out for no report",
     "file": "pass a text file, or leave the flag out to read standard input",
-    "out": "pass a .csv, .jsonl or .parquet file, or leave the flag out to print them",
+    "out": "pass a .csv, .tsv, .jsonl or .parquet file, or leave the flag out to print them",
 }
 
 

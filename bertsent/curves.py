@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Iterator
@@ -108,19 +109,23 @@ def draw(series: dict[str, list[tuple[int, float]]], title: str, out: str,
 
 def out_path(out: str) -> str:
     """The file --out names, as it will be written: a name without a suffix gets .png (what
-    matplotlib would add silently, so the path printed is the file written); a folder, or a
-    suffix matplotlib cannot write, is refused before any reading."""
+    matplotlib would add silently, so the path printed is the file written); a folder, a
+    suffix matplotlib cannot write, or a file that exists (another run's picture, a report's
+    confusion matrix: never replaced) is refused before any reading."""
     from matplotlib.figure import Figure
 
     path = Path(out).expanduser()
     if path.is_dir() or out.endswith(("/", "\\")):
         fail(f"--out {out} is a folder: pass a .png file path, e.g. {path / 'curves.png'}")
     if not path.suffix:
-        return f"{path}.png"
-    kinds = Figure().canvas.get_supported_filetypes()
-    if path.suffix[1:].lower() not in kinds:
-        fail(f"--out {out}: matplotlib cannot write {path.suffix} files: pass a .png file "
-             f"path (or one of .{', .'.join(sorted(kinds))})")
+        path = Path(f"{path}.png")
+    else:
+        kinds = Figure().canvas.get_supported_filetypes()
+        if path.suffix[1:].lower() not in kinds:
+            fail(f"--out {out}: matplotlib cannot write {path.suffix} files: pass a .png file "
+                 f"path (or one of .{', .'.join(sorted(kinds))})")
+    if os.path.lexists(path):  # a link too: savefig would write through it
+        fail(f"--out {path} already exists: pass a new file name (curves never replace a file)")
     return str(path)
 
 

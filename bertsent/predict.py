@@ -1,6 +1,7 @@
 """python -m bertsent.predict: label texts with a saved model: arguments, stdin, or a file
-(--file: a .csv, .jsonl or .parquet table, or one text per line), printed or written to a
-table (--out), one output row per input row, in order."""
+(--file: a .csv, .tsv, .jsonl, .json or .parquet table, or a .txt file with one text per line),
+printed or written to a table (--out: .csv, .tsv, .jsonl or .parquet), one output row per input
+row, in order, with every input column."""
 
 from __future__ import annotations
 
@@ -15,7 +16,14 @@ from bertsent.config import PredictConfig, base_type, check_fields, flag_name, f
 from bertsent.errors import fail, run_cli
 from bertsent.export import load_exported
 from bertsent.jsonio import strict_json
-from bertsent.predictions import check_out, output_rows, read_rows, write_rows
+from bertsent.predictions import (
+    check_out,
+    check_rows,
+    input_format,
+    output_rows,
+    read_rows,
+    write_rows,
+)
 from bertsent.runtime import autocast_for, out_of_memory_is_one_line, pick_device, use_threads
 from bertsent.tokens import Collator, encode_texts, is_blank
 from bertsent.tracking import Meter
@@ -65,12 +73,13 @@ def read_inputs(cfg: PredictConfig, texts: list[str], text_column: str
 
 
 def read_stdin() -> list[str]:
+    """One text per line; a leading UTF-8 BOM is dropped, as in every --file format."""
     if sys.stdin is None or sys.stdin.isatty():
         fail("no texts to predict: pass them as arguments, with --file, or on stdin")
     try:
         stream = getattr(sys.stdin, "buffer", None)  # bytes, to check the encoding
-        return (stream.read().decode("utf-8") if stream is not None
-                else sys.stdin.read()).splitlines()
+        return (stream.read().decode("utf-8-sig") if stream is not None
+                else sys.stdin.read().removeprefix("\ufeff")).splitlines()
     except UnicodeDecodeError as exc:
         fail(f"standard input is not UTF-8 text (byte {exc.start}): re-encode it as UTF-8")
 
@@ -101,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         if not cfg.model:  # before reading stdin
             fail("--model is required: pass a model folder such as checkpoints/<run>/best")
         check_fields(cfg)
+        if cfg.file:
+            input_format(cfg.file)  # a format it reads, before the model loads
         if cfg.out:
             check_out(cfg.out, cfg.file)  # before the work
         device = pick_device(cfg.device)
@@ -108,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_exported(cfg.model, device, cfg.max_length)
         rows, texts = read_inputs(cfg, texts, loaded.recorded("text_column", cfg.text_column,
                                                               "text"))
+        if cfg.out:
+            check_rows(cfg.out, cfg.file, rows, loaded.names)  # before the work
         keep = [i for i, t in enumerate(texts) if not is_blank(t)]
         found = predict_proba(loaded.model, loaded.tokenizer, [texts[i] for i in keep],
                               max_length=loaded.max_length, truncation=loaded.truncation,

@@ -145,7 +145,7 @@ def test_curves_are_drawn_from_the_tensorboard_log(tiny_config, tmp_path, capsys
     out = tmp_path / "curves.png"
     assert main([str(tmp_path / "runs" / "tiny"), "--out", str(out)]) == 0
     assert out.read_bytes()[:4] == b"\x89PNG"
-    assert main([str(tmp_path), "--out", str(out)]) == 2  # not a run's log folder
+    assert main([str(tmp_path), "--out", str(tmp_path / "other.png")]) == 2  # not a run log
     assert "error: " in capsys.readouterr().err
 
 
