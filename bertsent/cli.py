@@ -55,8 +55,9 @@ def build_parser(cls: type = TrainConfig, prog: str = "bertsent.train") -> argpa
     SUPPRESSed so only given flags override."""
     parser = OneLineParser(prog=prog, description=cls.__doc__, known=[f.name for f in fields(cls)],
                            argument_default=argparse.SUPPRESS, allow_abbrev=False)
-    parser.add_argument("--config", help="TOML file whose keys are field names (CLI wins), or "
-                        f"a shipped preset: {', '.join(preset_names())}")
+    shipped = f", or a shipped preset: {', '.join(preset_names())}" if cls is TrainConfig else ""
+    parser.add_argument("--config",
+                        help=f"TOML file whose keys are field names (CLI wins){shipped}")
     hints = typing.get_type_hints(cls)
     for f in fields(cls):
         flags = [f"--{flag_name(f.name)}"] + [f"--{flag_name(old)}" for old, new in
@@ -83,10 +84,14 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESETS.glob("*.toml"))
 
 
-def load_toml(path: str) -> dict[str, Any]:
+def load_toml(path: str, prog: str = "bertsent.train") -> dict[str, Any]:
     """A TOML file, or the name of a shipped preset (`--config imdb-full`): the preset unless
-    a file of that name exists (a folder of that name in the working directory is no file)."""
+    a file of that name exists (a folder of that name in the working directory is no file).
+    The presets are training settings: another entry point refuses their names."""
     if path in preset_names() and not Path(path).is_file():  # a folder ./imdb-full/ too
+        if prog != "bertsent.train":
+            fail(f"--config {path} is a bertsent.train preset (training settings), not "
+                 f"{prog}'s: pass a TOML file of {prog} settings, or the flags themselves")
         path = str(PRESETS / f"{path}.toml")
     try:
         with open(path, "rb") as fh:
@@ -113,7 +118,7 @@ def parse_overrides(argv: list[str] | None = None, cls: type = TrainConfig,
                  "them")
     args = vars(build_parser(cls, prog).parse_args(argv))
     config_path = args.pop("config", None)
-    file_values = load_toml(config_path) if config_path else {}
+    file_values = load_toml(config_path, prog) if config_path else {}
     from_mapping(file_values, cls, source=f"config file {config_path}")  # the file's keys alone
     return {**{k.replace("-", "_"): v for k, v in file_values.items()}, **args}
 

@@ -270,6 +270,8 @@ class PretrainConfig:
     save_every: int = _f(200, "optimizer steps between checkpoints (0: epoch ends only)")
     eval_every: int = _f(0, "optimizer steps between held-out losses (0: epoch ends only)")
     keep_last: int = _f(2, "step checkpoints kept while the run trains")
+    keep_checkpoints: bool = _f(False, "keep the step checkpoints once the run has finished "
+                                "(default: removed, leaving final/)")
     resume: str | None = _f(None, "'latest' or a checkpoint folder to continue from")
     resume_force: bool = _f(False, "resume even when safe-to-change settings differ")
 
@@ -279,6 +281,11 @@ class PretrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# every entry point's settings, to point a flag given to the wrong one at its own
+ENTRY_POINTS = {"bertsent.train": TrainConfig, "bertsent.pretrain": PretrainConfig,
+                "bertsent.evaluate": EvalConfig, "bertsent.predict": PredictConfig}
 
 
 def flag_name(name: str) -> str:
@@ -310,17 +317,30 @@ OTHER_ENTRY_NAMES = {"test_samples": "samples", "eval_batch_size": "batch_size",
                      "max_eval_samples": "samples"}
 
 
+# other common names for a bertsent setting
+COMMON_NAMES = {"ema_decay": "ema", "weight_averaging": "ema", "warmup": "warmup_ratio",
+                "max_len": "max_length", "max_seq_len": "max_length"}
+
+
 def suggest(name: str, known: list[str]) -> str:
-    """' (did you mean --lr?)' for a Trainer name, a train flag given to evaluate or predict,
-    or a near miss of a known setting; else ''."""
+    """' (did you mean --lr?)' for a Trainer name, a common name, a train flag given to
+    evaluate or predict, or a near miss of a known setting; ' (--mask-prob is a
+    bertsent.pretrain setting ...)' for another entry point's own flag; else ''."""
     import difflib
 
     name = name.lstrip("-").replace("-", "_")
-    named = [n for n in (TRAINER_NAMES.get(name), ALIASES.get(name), name) if n]
+    named = [n for n in (TRAINER_NAMES.get(name), COMMON_NAMES.get(name), ALIASES.get(name),
+                         name) if n]
     named += [OTHER_ENTRY_NAMES[n] for n in named if n in OTHER_ENTRY_NAMES]
     guess = next((n for n in named if n in known), None) or next(
         iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None)
-    return f" (did you mean --{flag_name(guess)}?)" if guess in known else ""
+    if guess in known:
+        return f" (did you mean --{flag_name(guess)}?)"
+    for module, cls in ENTRY_POINTS.items():
+        if name in {f.name for f in fields(cls)} and not set(known) >= {
+                f.name for f in fields(cls)}:
+            return f" (--{flag_name(name)} is a {module} setting: python -m {module} --help)"
+    return ""
 
 
 # ---------------------------------------------------------------- one rule per shared field

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import torch
@@ -21,6 +22,21 @@ def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> 
 
 HEAD_MARKERS = ("classifier", "pooler")
 LAYER_INDEX = re.compile(r"\.layers?\.(\d+)\.")
+
+
+def planned_steps(batches_per_epoch: int, grad_accum: int, epochs: int,
+                  max_steps: int | None) -> tuple[int, str]:
+    """(optimizer steps, a note or ''): the epochs' worth of steps, or --max-steps when fewer.
+    --max-steps never adds epochs, so asking for more than they hold gets a note that says
+    what the run takes and how to get the rest."""
+    per_epoch = math.ceil(batches_per_epoch / grad_accum)
+    total = per_epoch * epochs
+    if max_steps and max_steps > total:
+        return total, (f"note: --max-steps {max_steps} is more than {epochs} epoch"
+                       f"{'s' if epochs > 1 else ''} of {per_epoch} steps hold: the run takes "
+                       f"{total} steps (pass --epochs {math.ceil(max_steps / per_epoch)} for "
+                       f"{max_steps})")
+    return (min(total, max_steps) if max_steps else total), ""
 
 
 def depth_from_top(name: str, num_layers: int) -> int:

@@ -39,7 +39,7 @@ from bertsent.mlm import (
     mlm_parts,
 )
 from bertsent.model import check_max_length, load_tokenizer, where
-from bertsent.optim import build_optimizer, lr_at
+from bertsent.optim import build_optimizer, lr_at, planned_steps
 from bertsent.progress import Progress, every
 from bertsent.resume import Rules, resolve_or_finished, resume_command, run_facts
 from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
@@ -52,6 +52,7 @@ from bertsent.runtime import (
 )
 from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
+from bertsent.summary import tidy
 from bertsent.tokens import Collator, EncodedDataset, tokenize
 from bertsent.tracking import RunLogger, StepMeter
 
@@ -167,8 +168,10 @@ def build(cfg: PretrainConfig, device: torch.device, stopper: Stopper,
     loader = torch.utils.data.DataLoader(
         train_ds, batch_sampler=sampler, collate_fn=Collator(tokenizer.pad_token_id or 0, 8),
         generator=torch.Generator().manual_seed(cfg.seed))
-    total = math.ceil(len(sampler.global_batches()) / cfg.grad_accum) * cfg.epochs
-    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    total, note = planned_steps(len(sampler.global_batches()), cfg.grad_accum, cfg.epochs,
+                                cfg.max_steps)
+    if note:
+        D.say(note)
     check_head_steps(cfg.head_steps, total)
     optimizer = build_optimizer(model, cfg.lr, cfg.weight_decay, device)
     paths = RunPaths.of(cfg.checkpoint_dir, cfg.runs_dir, cfg.run_name)
@@ -365,7 +368,8 @@ def _pretrain(cfg: PretrainConfig, device: torch.device, resume_state: dict | No
     run.paths.metrics.write_text(strict_json(summary, indent=2))  # marks the run finished
     run.logger.close()
     D.say(f"pre-training run {cfg.run_name} finished: {held_out_words(held_out)}; "
-          f"fine-tune it with python -m bertsent.train --model {run.paths.final}")
+          f"fine-tune it with python -m bertsent.train --model {run.paths.final}; "
+          + tidy(run.paths, run.paths.final, cfg.keep_checkpoints))
     return {**summary, "history": run.history}
 
 

@@ -340,14 +340,16 @@ class RunPaths:
 
 
 def is_finished(folder: Path) -> bool:
-    """A run is finished once it has written its metrics.json (the last thing it writes)."""
-    return (Path(folder) / METRICS).is_file()
+    """A run is finished once it has written its metrics.json (the last thing it writes) beside
+    the config.json it wrote at its start: an evaluation report's metrics.json alone (evaluate
+    --report-dir checkpoints/<name>) is no finished run."""
+    return (Path(folder) / METRICS).is_file() and (Path(folder) / "config.json").is_file()
 
 
 def prepare(paths: RunPaths, resuming: bool, main: bool) -> None:
     """Refuse to start over an existing run, check both folders can be written, and claim the
     TensorBoard folder for this run (rank 0; nothing is written if anything is refused)."""
-    if not resuming and (step_checkpoints(paths.folder) or is_finished(paths.folder)):
+    if not resuming and (step_checkpoints(paths.folder) or (paths.folder / METRICS).exists()):
         fail(f"run {paths.folder.name} already exists in {paths.folder.parent}: pass --resume "
              "latest to continue it, or a new --run-name")
     check_output_folder(str(paths.folder), "--checkpoint-dir")

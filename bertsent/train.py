@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ from bertsent.export import add_test_results, load_weights, read_meta, save_mode
 from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
-from bertsent.optim import build_optimizer, lr_at
+from bertsent.optim import build_optimizer, lr_at, planned_steps
 from bertsent.progress import Progress, every
 from bertsent.resume import resolve_or_finished, resume_command, run_facts, saved_labels
 from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
@@ -114,6 +113,10 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
     token cache first. Validation comes from the data's own validation split when it has one,
     else it is carved from train."""
     val_source = splits.validation if splits.validation is not None else splits.train
+    if splits.validation is not None and cfg.val_samples is not None and \
+            cfg.val_samples > len(splits.validation):  # as --test-samples is
+        fail(f"--val-samples {cfg.val_samples} is larger than the validation split "
+             f"({len(splits.validation)} rows): lower it or omit it to use all")
     idx = subset_indices(len(splits.train), len(splits.test), cfg.train_samples,
                          val_size(cfg, splits), cfg.test_samples, cfg.seed,
                          n_val=len(splits.validation) if splits.validation is not None else None)
@@ -190,8 +193,10 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper:
     loaders = {name: eval_loader(data[name], cfg.eval_batch_size, pad, cfg.max_length,
                                  cfg.num_workers, dist.world_size, dist.rank, multiple)
                if data[name] else None for name in ("val", "test")}
-    total = math.ceil(len(sampler.global_batches()) / cfg.grad_accum) * cfg.epochs
-    total = min(total, cfg.max_steps) if cfg.max_steps else total
+    total, note = planned_steps(len(sampler.global_batches()), cfg.grad_accum, cfg.epochs,
+                                cfg.max_steps)
+    if note:
+        D.say(note, dist)
     optimizer, scaler = setup_optimizer(cfg, model, device, precision)
     paths = RunPaths.of(cfg.checkpoint_dir, cfg.runs_dir, cfg.run_name)
     progress = Progress()
