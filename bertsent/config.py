@@ -151,6 +151,9 @@ class TrainConfig:
     keep_checkpoints: bool = _f(False, "keep the step checkpoints once the run has finished "
                                 "(default: removed, leaving best/ and final/)")
     sanity_eval_batches: int = _f(2, "validation batches run before training (0 disables)")
+    test: bool = _f(True, "score the exported best model on the test split at the end; "
+                    "--no-test skips it (a validation-only run): bertsent.evaluate --model "
+                    "<run>/best --samples N --seed S gives the same figures later")
     # resuming and faults
     resume: str | None = _f(None, "'latest' or a checkpoint folder to continue from")
     resume_force: bool = _f(False, "resume even when safe-to-change settings differ")

@@ -34,17 +34,21 @@ def scores(test: EvalResult) -> dict[str, float]:
     return {k: test.metrics[k] for k in SCORES if k in test.metrics}
 
 
-def run_summary(test: EvalResult, *, progress: Any, config: dict[str, Any], labels: LabelMap,
-                facts: dict[str, Any]) -> dict[str, Any]:
+def run_summary(test: EvalResult | None, *, progress: Any, config: dict[str, Any],
+                labels: LabelMap, facts: dict[str, Any]) -> dict[str, Any]:
     """metrics.json: scores, calibration, selection, time and settings. `facts` are the run's
-    own (test split, sizes, seconds, device, where the best model is)."""
+    own (test split, sizes, seconds, device, where the best model is). Without a test pass
+    (--no-test) the test figures are absent and `tested` is false."""
+    tested = test is not None
     return {
-        **scores(test),
-        **({"per_class": test.metrics["per_class"]} if "per_class" in test.metrics else {}),
+        **(scores(test) if tested else {}),
+        **({"per_class": test.metrics["per_class"]} if tested and "per_class" in test.metrics
+           else {}),
+        "tested": tested,
         "labels": list(labels.names),
-        "test_split": facts["test_split"],
-        "expected_calibration_error": test.calibration_error,
-        "test_samples": test.metrics["samples"],
+        "test_split": facts["test_split"] if tested else None,
+        "expected_calibration_error": test.calibration_error if tested else None,
+        "test_samples": test.metrics["samples"] if tested else 0,
         "train_samples": facts["train_samples"],
         "val_samples": facts["val_samples"],
         "val_accuracy": (facts["val_metrics"] or {}).get("accuracy"),  # of the reported model
@@ -55,7 +59,7 @@ def run_summary(test: EvalResult, *, progress: Any, config: dict[str, Any], labe
         "steps": progress.step,
         "train_samples_per_second": progress.samples_seen / max(progress.train_seconds, 1e-9),
         "train_seconds": progress.train_seconds,
-        "test_seconds": facts["test_seconds"],
+        "test_seconds": facts["test_seconds"] if tested else None,
         "skipped_steps": progress.skipped_steps,
         "precision_mode": facts["precision"],
         "device_name": facts["device_name"],

@@ -13,6 +13,7 @@ import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,9 +54,12 @@ from bertsent.tracking import RunLogger, StepMeter
 
 @dataclass
 class Hooks:
-    """Test hooks: stop as if SIGTERM arrived after this optimizer step."""
+    """What a caller adds to a run: stop as if SIGTERM arrived after an optimizer step (tests),
+    and a look at each validation point (`on_validation(step, metrics)`: True ends the run
+    there like an early stop; the sweep prunes a trial this way)."""
 
     stop_after_step: int | None = None
+    on_validation: Callable[[int, dict[str, Any]], bool] | None = None
 
     @classmethod
     def from_env(cls) -> Hooks:  # subprocess tests set it through the environment
@@ -121,13 +125,13 @@ def setup_data(cfg: TrainConfig, tokenizer, dist: D.DistInfo, splits: Splits
                          val_size(cfg, splits), cfg.test_samples, cfg.seed,
                          n_val=len(splits.validation) if splits.validation is not None else None)
     parts = {"train": (splits.train, idx.train), "val": (val_source, idx.val),
-             "test": (splits.test, idx.test)}
+             "test": (splits.test, idx.test if cfg.test else idx.test[:0])}  # --no-test: unread
     with D.main_process_first(dist):
         encoded = {name: tokenize(ds.select(ix), tokenizer, cfg.max_length, cfg.truncation,
                                   cfg.cache_dir) if len(ix) else None
                    for name, (ds, ix) in parts.items()}
     val_texts = val_source.select(idx.val)["text"] if len(idx.val) else []
-    return encoded, val_texts, splits.test.select(idx.test)["text"]
+    return encoded, val_texts, splits.test.select(idx.test)["text"] if cfg.test else []
 
 
 def val_size(cfg: TrainConfig, splits: Splits) -> int:
@@ -272,7 +276,12 @@ def fit(run: Run, progress: Progress, hooks: Hooks) -> bool:
             # validate: the best point so far is exported; --patience may end the run here
             if run.val_loader is not None and (epoch_end or last or every(cfg.eval_every,
                                                                         progress.step)):
-                select(run, progress, validate(run, run.val_loader, progress.step))
+                result = validate(run, run.val_loader, progress.step)
+                select(run, progress, result)
+                if hooks.on_validation and hooks.on_validation(progress.step, result.metrics):
+                    progress.stopped_early = True  # finishes like an early stop
+                    D.say(f"stopping at step {progress.step}: the caller ended the run here "
+                          "(a pruned sweep trial)", run.dist)
             # checkpoint, and stop when a signal or hook asked
             stop = run.stopper.should_stop(hooks.stop_after_step == progress.step)
             if epoch_end or last or stop or progress.stopped_early or \
@@ -401,25 +410,33 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
                                 f"checkpoint in {run.paths.folder} is intact: "
                                 f"{resume_command(run.cfg)} writes it and reports on test")
     export(run, run.paths.final, {"step": progress.step})
+    best = run.paths.best if progress.best_step >= 0 else run.paths.final
+    facts = {"test_split": run.splits.test_split, "train_samples": len(run.sampler.lengths),
+             "val_samples": len(run.val_texts),
+             "val_metrics": read_meta(str(best)).get("metrics", {}).get("val"),
+             "precision": run.precision, "device_name": device_name(run.device),
+             "world_size": run.dist.world_size, "best_model_dir": relative_path(best),
+             "data_identity": portable(run.splits.identity, run.paths.folder.resolve())}
+    if not run.cfg.test:  # a validation-only run: its best model is scored later, if ever
+        result = run_summary(None, progress=progress, config=run.cfg.to_dict(),
+                             labels=run.labels, facts=facts)
+        if run.dist.is_main:
+            run.paths.metrics.write_text(strict_json(result, indent=2))  # marks it finished
+            chosen = (f"best validation {run.cfg.select_metric} {progress.best_metric:.4f} at "
+                      f"step {progress.best_step}" if progress.best_step >= 0 else "no validation")
+            D.say(f"run {run.cfg.run_name} finished without a test pass (--no-test): {chosen}; "
+                  f"python -m bertsent.evaluate --model {best} scores it; "
+                  + tidy(run.paths, best, run.cfg.keep_checkpoints))
+        run.logger.close()
+        return {**result, "history": run.history}
     run.stopper.enter("test", f"stopping the final evaluation; the trained model is in "
                               f"{run.paths.final}: {resume_command(run.cfg)} reports on test")
-    best = run.paths.best if progress.best_step >= 0 else run.paths.final
     D.barrier()
     load_weights(run.raw_model, best)  # as exported: averaged already under --ema
     start = time.perf_counter()
     test = validate(run, run.test_loader, progress.step, prefix="test", average=False)
     result = run_summary(test, progress=progress, config=run.cfg.to_dict(), labels=run.labels,
-                         facts={"test_split": run.splits.test_split,
-                                "train_samples": len(run.sampler.lengths),
-                                "val_samples": len(run.val_texts),
-                                "val_metrics": read_meta(str(best)).get("metrics", {}).get("val"),
-                                "test_seconds": time.perf_counter() - start,
-                                "precision": run.precision,
-                                "device_name": device_name(run.device),
-                                "world_size": run.dist.world_size,
-                                "best_model_dir": relative_path(best),
-                                "data_identity": portable(run.splits.identity,
-                                                          run.paths.folder.resolve())})
+                         facts={**facts, "test_seconds": time.perf_counter() - start})
     if run.dist.is_main:
         write_results(run, test, result, best)
     run.logger.close()

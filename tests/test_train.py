@@ -162,3 +162,23 @@ def test_a_model_with_non_finite_weights_is_never_exported(tiny_model_dir, tmp_p
         save_model(tmp_path / "final", model, AutoTokenizer.from_pretrained(tiny_model_dir),
                    TrainConfig().to_dict(), {}, ["negative", "positive"])
     assert not (tmp_path / "final").exists()
+
+
+def test_a_run_without_its_test_pass_is_scored_the_same_later_by_evaluate(tiny_config, tmp_path):
+    """--no-test leaves the test split unread; evaluate on the exported best model, with the
+    run's --test-samples and --seed, gives the figures the test pass would have."""
+    from bertsent import evaluate as evaluate_mod
+    from bertsent.config import EvalConfig
+
+    tested = train({**tiny_config, "epochs": 1, "run_name": "tested"})
+    skipped = train({**tiny_config, "epochs": 1, "run_name": "skipped", "test": False})
+    assert skipped["tested"] is False and "accuracy" not in skipped
+    assert skipped["best_val_metric"] == tested["best_val_metric"]
+    assert not (tmp_path / "ckpt" / "skipped" / "report").exists()
+    later = evaluate_mod.run(EvalConfig(model=str(tmp_path / "ckpt" / "skipped" / "best"),
+                                        samples=tiny_config["test_samples"],
+                                        seed=tiny_config["seed"], device="cpu",
+                                        cache_dir=tiny_config["cache_dir"]))
+    for key in ("accuracy", "f1", "precision", "recall"):
+        assert later[key] == tested[key]
+    assert later["loss"] == pytest.approx(tested["loss"], abs=1e-6)
