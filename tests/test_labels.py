@@ -368,7 +368,8 @@ def test_a_test_label_train_never_had_is_named(tiny_config, tmp_path):
 def test_the_datas_own_validation_split_selects_the_model(tiny_config, tmp_path):
     data = write_splits(tmp_path / "d", train=make_frame(96, 1), validation=make_frame(20, 3),
                         test=make_frame(60, 2))
-    result = _run(tiny_config, tmp_path, data, train_samples=96)  # all of train: none carved
+    result = _run(tiny_config, tmp_path, data, train_samples=96,  # all of train: none carved
+                  val_samples=None)  # the default: all of a smaller own split
     assert result["test_split"] == "test" and result["steps"] == 24
     assert [e.value for e in _tb(tmp_path, "tiny").Scalars("val/samples")][-1] == 20
     saved = json.loads((tmp_path / "ckpt" / "tiny" / "metrics.json").read_text())
