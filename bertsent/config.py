@@ -184,7 +184,9 @@ class EvalConfig:
     model: str = _f("", "model folder, e.g. checkpoints/<run>/best")
     data: str | None = _f(None, "hub dataset id or local data folder (default: the data the "
                           "model was trained on)")
-    split: str = _f("test", "which split to score", choices=SPLITS)
+    split: str = _f("test", "which split to score; selection: the reviews the run chose its "
+                    "model on (carved from train, or drawn from the data's own validation "
+                    "split), as it drew them", choices=(*SPLITS, "selection"))
     samples: int | None = _f(None, "shuffled reviews of the split to score (default: all)")
     seed: int = _f(42, "seed of the shuffle (42 matches bertsent.train's default test subset)")
     text_column: str | None = _f(None, "name of the text column (default: the one the model was "
@@ -197,6 +199,9 @@ class EvalConfig:
     truncation: str | None = _f(None, "default: the strategy the model was trained with",
                                 choices=TRUNCATIONS)
     batch_size: int = _f(64, "evaluation batch size")
+    windows: int = _f(1, "score a review longer than --max-length as this many windows (the "
+                      "trained truncation, then spans spread over the whole review) and average "
+                      "their probabilities; 1: the trained view alone")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("fp32", "fp32 (exact), bf16, fp16 or auto",
                         choices=PRECISIONS)
@@ -353,7 +358,7 @@ def suggest(name: str, known: list[str]) -> str:
 SEED_LIMIT = 2**32  # numpy's seed range; torch's is wider
 _POSITIVE = ("batch_size", "eval_batch_size", "grad_accum", "epochs", "train_samples",
              "test_samples", "max_steps", "samples", "lr", "head_lr_mult", "patience",
-             "threads")
+             "threads", "windows")
 _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "eval_every",
                  "log_every", "num_workers", "sanity_eval_batches", "progress_every",
                  "head_steps")

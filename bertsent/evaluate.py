@@ -5,13 +5,23 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from bertsent import dataid
 from bertsent.cli import parse_overrides
-from bertsent.config import EvalConfig, check_fields, from_mapping
-from bertsent.data import apply_labels, check_split, is_unlabelled, read_data, test_subset
+from bertsent.config import EvalConfig, TrainConfig, canonical, check_fields, from_mapping
+from bertsent.data import (
+    apply_labels,
+    check_split,
+    is_unlabelled,
+    pick_splits,
+    read_data,
+    subset_indices,
+    test_subset,
+)
 from bertsent.engine import evaluate
 from bertsent.errors import fail, run_cli
-from bertsent.export import load_exported
+from bertsent.export import META_FILE, load_exported
 from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap
 from bertsent.metrics import confusion
@@ -24,6 +34,7 @@ from bertsent.runtime import (
     use_threads,
 )
 from bertsent.tokens import eval_loader, tokenize
+from bertsent.windows import per_review, windows_dataset
 
 
 def run(cfg: EvalConfig) -> dict:
@@ -38,23 +49,33 @@ def run(cfg: EvalConfig) -> dict:
     data, made_with = model_data(cfg, loaded)
     label_column = loaded.recorded("label_column", cfg.label_column, "label")
     raw, _ = read_data(data, cfg.cache_dir, (made_with, f"model {cfg.model}"))
-    ds = check_split(labelled_split(raw, data, cfg.split, label_column), cfg.split,
+    ds = check_split(scored_split(raw, data, cfg.split, label_column, loaded.meta), cfg.split,
                      loaded.recorded("text_column", cfg.text_column, "text"), label_column)
     labels = LabelMap.for_model(loaded.model.config.id2label, ds.data.column("label"))
     ds = apply_labels(ds, labels, cfg.split, known_by="the model")
     subset = ds.select(test_subset(len(ds), cfg.samples, cfg.seed, flag="--samples"))
-    enc = tokenize(subset, loaded.tokenizer, loaded.max_length, loaded.truncation, cfg.cache_dir)
-    loader = eval_loader(enc, cfg.batch_size, loaded.tokenizer.pad_token_id or 0,
-                         loaded.max_length)
+    names, pad = list(labels.names), loaded.tokenizer.pad_token_id or 0
+    if cfg.windows > 1:
+        enc, owner = windows_dataset(list(subset["text"]), list(subset["label"]),
+                                     loaded.tokenizer,
+                                     loaded.max_length, loaded.truncation, cfg.windows)
+    else:
+        enc = tokenize(subset, loaded.tokenizer, loaded.max_length, loaded.truncation,
+                       cfg.cache_dir)
+    loader = eval_loader(enc, cfg.batch_size, pad, loaded.max_length)
     result = evaluate(loaded.model, loader, device, num_labels=labels.num_labels,
                       autocast=autocast_for(precision, device), desc=f"eval {cfg.split}",
-                      names=list(labels.names))
+                      names=names)
+    if cfg.windows > 1:
+        result = per_review(result, owner, np.asarray(subset["label"]), labels.num_labels,
+                            names)
     report = {**result.metrics,
               "confusion_matrix": confusion(result.logits, result.labels, labels.num_labels),
               "labels": list(labels.names),
               "split": cfg.split, "data": data, "model": cfg.model,
               "max_length": loaded.max_length,
-              "truncation": loaded.truncation, "precision_mode": precision}
+              "truncation": loaded.truncation, "precision_mode": precision,
+              "windows": cfg.windows}
     if cfg.report_dir:
         keep_matplotlib_in(cfg.cache_dir)
         from bertsent.report import write_report
@@ -76,6 +97,27 @@ def model_data(cfg: EvalConfig, loaded) -> tuple[str, dict | None]:
     where = dataid.locate(recorded, identity, False, f"model {cfg.model}",
                           base=Path(cfg.model).expanduser().resolve())
     return relative_path(where) if identity.get("kind") == "folder" else where, identity
+
+
+def scored_split(raw, data: str, split: str, label_column: str, meta: dict):
+    """The split to score; `selection` is the reviews the run chose its model on, drawn again
+    exactly as bertsent.train drew them (the same seed, sizes and splits)."""
+    if split != "selection":
+        return labelled_split(raw, data, split, label_column)
+    config = meta.get("config")
+    if not config:
+        fail(f"--split selection needs the settings the model was trained with ({META_FILE} "
+             "in the model folder): pass --split validation or test")
+    splits = pick_splits(raw, data, label_column)
+    settings = TrainConfig(**{k: v for k, v in canonical(config).items()
+                              if k in TrainConfig.__dataclass_fields__})
+    source = splits.validation if splits.validation is not None else splits.train
+    n_val = len(splits.validation) if splits.validation is not None else None
+    size = settings.val_size(len(splits.train), carved=n_val is None)
+    idx = subset_indices(len(splits.train), len(splits.test), settings.train_samples,
+                         min(size, n_val) if n_val is not None else size, None, settings.seed,
+                         n_val=n_val)
+    return source.select(idx.val)
 
 
 def labelled_split(raw, data: str, split: str, label_column: str):
