@@ -102,7 +102,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _is_oom(exc: BaseException) -> bool:
+def is_oom(exc: BaseException) -> bool:
     if isinstance(exc, torch.OutOfMemoryError):
         return True
     text = str(exc)
@@ -116,7 +116,7 @@ def out_of_memory_is_one_line(shape: tuple[int, ...]):
     try:
         yield
     except (RuntimeError, MemoryError) as exc:
-        if not (_is_oom(exc) or isinstance(exc, MemoryError)):
+        if not (is_oom(exc) or isinstance(exc, MemoryError)):
             raise
         fail(f"out of memory evaluating a batch of {shape[0]} x {shape[1]} tokens: lower the "
              "evaluation batch size (--eval-batch-size for bertsent.train, --batch-size for "
