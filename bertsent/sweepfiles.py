@@ -140,7 +140,7 @@ def _param(name: str, key: str, table: dict[str, Any], where: str) -> Param:
             near = difflib.get_close_matches(k, TABLE_KEYS, n=1, cutoff=0.6)
             fail(f"{where}: unknown key '{k}'{f' (did you mean {near[0]}?)' if near else ''}: "
                  f"a table has {', '.join(TABLE_KEYS)}")
-    kind = base_type(typing.get_type_hints(TrainConfig)[name])[0]
+    kind, optional = base_type(typing.get_type_hints(TrainConfig)[name])
     if "choices" in table:
         if set(table) != {"choices"}:
             fail(f"{where}: choices and {', '.join(sorted(set(table) - {'choices'}))} together: "
@@ -148,7 +148,9 @@ def _param(name: str, key: str, table: dict[str, Any], where: str) -> Param:
         values = table["choices"]
         if not isinstance(values, list) or not values:
             fail(f"{where}: choices must be a non-empty list, e.g. choices = [1, 2]")
-        values = [_value(name, key, v, "choices", where) for v in values]
+        # TOML has no null: "none" is the setting left unset (e.g. ema = none: no averaging)
+        values = [None if optional and v == "none" else _value(name, key, v, "choices", where)
+                  for v in values]
         if len({repr(v) for v in values}) < len(values):
             fail(f"{where}: choices lists a value twice ({values}): give each once")
         return Param(name, kind, choices=tuple(values))

@@ -326,3 +326,12 @@ def test_sigterm_stops_the_trial_at_a_checkpoint_and_prints_how_to_continue(
     (trial,) = load(tmp_path, "sig").trials
     assert trial.state.name == "RUNNING"
     assert list((tmp_path / "ckpt" / "sig" / "trial-0").glob("step-*"))
+
+
+def test_none_is_a_choice_for_a_setting_that_may_be_unset():
+    from bertsent.sweepfiles import parse_space
+
+    space = parse_space({"ema": {"choices": ["none", 0.99]}}, "space")
+    assert space["ema"].choices == (None, 0.99)
+    with pytest.raises(UserError, match="'lr' must be float"):
+        parse_space({"lr": {"choices": ["none", 1e-4]}}, "space")
