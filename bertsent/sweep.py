@@ -36,7 +36,8 @@ from bertsent.runfolder import LOG_OWNER_FILE, RunLock, is_finished
 from bertsent.sweepfiles import DEFAULT_SPACE, Param, parse_space, read_space, report, shown
 
 PROG = "bertsent.sweep"
-OWN = ("space", "trials", "seeds", "prune_after", "storage", "final", "resume")
+OWN = ("space", "trials", "seeds", "prune_after", "storage", "final", "resume",
+       "defaults_first")
 MACHINE = ("device", "threads", "num_workers", "cache_dir", "progress_every")  # per process
 SET_BY_SWEEP = {
     "test": "trials never read the test split and --final scores the best configuration on it",
@@ -103,6 +104,9 @@ def build_sweep_parser():
         "(default: 3; 0: never prune)")
     add("--storage", help="Optuna storage URL (default: sqlite:///<checkpoint-dir>/<sweep>/"
         "study.db); processes with the same one share the study")
+    add("--defaults-first", action="store_true", help="make trial 0 the settings a run gets "
+        "without the sweep (the fixed part, else bertsent.train's defaults), so the summary "
+        "shows what the search gained over them")
     add("--final", action="store_true", help="then retrain the best configuration on the whole "
         "train split as run <sweep>/final and score it on the test split (the only test read)")
     add("--resume", action="store_true", help="continue sweep --run-name as it was started "
@@ -144,9 +148,10 @@ def parse_args(argv: list[str] | None = None) -> Sweep:
     space = read_space(own.get("space") or DEFAULT_SPACE)
     definition = {"fixed": given, "space": {p: s.table() for p, s in space.items()},
                   **{k: own.get(k, DEFAULTS[k]) for k in ("seeds", "prune_after")},
+                  "defaults_first": own.get("defaults_first", False),
                   "runs_dir": runs_dir or TrainConfig.runs_dir}
     defined = bool(given) or runs_dir is not None or any(
-        k in own for k in ("space", "seeds", "prune_after"))
+        k in own for k in ("space", "seeds", "prune_after", "defaults_first"))
     return Sweep(name, definition, defined, checkpoint_dir,
                  storage=own.get("storage"), trials=own.get("trials"),
                  resume=own.get("resume", False), final=own.get("final", False), machine=machine)
@@ -202,6 +207,8 @@ def open_study(sw: Sweep) -> Any:
                                 "maximize")
     stored = study.user_attrs.get("definition")
     if stored is None:
+        if sw.definition.get("defaults_first"):
+            study.enqueue_trial(unswept_values(sw.definition))
         study.set_user_attr("definition", sw.definition)
     elif sw.defined and (changes := changed(stored, sw.definition)):
         fail(f"sweep {sw.name} was started with other settings ({'; '.join(changes)}): pass "
@@ -215,6 +222,23 @@ def open_study(sw: Sweep) -> Any:
     if sw.trials is not None or "trials" not in study.user_attrs:
         study.set_user_attr("trials", sw.trials or DEFAULTS["trials"])
     return study
+
+
+def unswept_values(definition: dict[str, Any]) -> dict[str, Any]:
+    """What each searched setting is in a run without the sweep: the fixed part's value, else
+    bertsent.train's default; refused when the space cannot draw it."""
+    fixed = fixed_config(definition)
+    space = parse_space(definition["space"], "the space")
+    values = {}
+    for name, param in space.items():
+        value = getattr(fixed, name)
+        inside = value in param.choices if param.choices is not None else (
+            value is not None and param.low <= value <= param.high)
+        if not inside:
+            fail(f"--defaults-first: {name} {value!r} (what a run without the sweep uses) is "
+                 f"outside the space ({param.describe()}): widen it, or drop --defaults-first")
+        values[name] = value
+    return values
 
 
 def fixed_config(definition: dict[str, Any]) -> TrainConfig:

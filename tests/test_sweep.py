@@ -18,7 +18,7 @@ from safetensors.torch import load_file  # noqa: E402
 
 from bertsent import sweep as sweep_mod  # noqa: E402
 from bertsent.cli import parse_overrides  # noqa: E402
-from bertsent.config import from_mapping  # noqa: E402
+from bertsent.config import TrainConfig, from_mapping  # noqa: E402
 from bertsent.errors import UserError  # noqa: E402
 from bertsent.sweep import main, parse_args, run  # noqa: E402
 from bertsent.sweepfiles import DEFAULT_SPACE, parse_space, read_space  # noqa: E402
@@ -335,3 +335,21 @@ def test_none_is_a_choice_for_a_setting_that_may_be_unset():
     assert space["ema"].choices == (None, 0.99)
     with pytest.raises(UserError, match="'lr' must be float"):
         parse_space({"lr": {"choices": ["none", 1e-4]}}, "space")
+
+
+def test_defaults_first_makes_trial_0_the_run_without_the_sweep(tiny_model_dir, tiny_data_dir,
+                                                                  tmp_path):
+    space = "[lr]\nlow = 1e-5\nhigh = 1e-3\nlog = true\n[epochs]\nchoices = [2, 1]\n"
+    argv = tiny_flags(tiny_model_dir, tiny_data_dir, tmp_path, space)
+    assert main([*argv, "--trials", "2", "--run-name", "d", "--defaults-first"]) == 0
+    first = load(tmp_path, "d").trials[0]
+    # the fixed part (--epochs 1) over bertsent.train's default for what is not given (lr)
+    assert first.params == {"lr": TrainConfig.lr, "epochs": 1}
+
+
+def test_defaults_first_outside_the_space_is_refused(tmp_path):
+    from bertsent.sweep import unswept_values
+
+    definition = {"fixed": {}, "space": {"lr": {"low": 1e-3, "high": 1e-2}}}
+    with pytest.raises(UserError, match=r"--defaults-first: lr 0.0001 .* is outside the space"):
+        unswept_values(definition)
