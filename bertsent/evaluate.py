@@ -20,7 +20,7 @@ from bertsent.data import (
     test_subset,
 )
 from bertsent.engine import evaluate
-from bertsent.errors import fail, run_cli
+from bertsent.errors import UserError, fail, run_cli
 from bertsent.export import META_FILE, load_exported
 from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap
@@ -48,7 +48,15 @@ def run(cfg: EvalConfig) -> dict:
     loaded = load_exported(cfg.model, device, cfg.max_length, cfg.truncation)
     data, made_with = model_data(cfg, loaded)
     label_column = loaded.recorded("label_column", cfg.label_column, "label")
-    raw, _ = read_data(data, cfg.cache_dir, (made_with, f"model {cfg.model}"))
+    try:
+        raw, _ = read_data(data, cfg.cache_dir, (made_with, f"model {cfg.model}"))
+    except UserError as exc:
+        if cfg.data is not None or made_with is not None or Path(data).expanduser().exists():
+            raise
+        # a model exported before identities were recorded: only the string is known
+        fail(f"the data {data!r} recorded in model {cfg.model} is neither a folder here "
+             f"(looked for at {Path(data).expanduser().resolve()}) nor a dataset that loads "
+             f"({str(exc).split(': ', 1)[0]}): pass --data with where the data is")
     ds = check_split(scored_split(raw, data, cfg.split, label_column, loaded.meta), cfg.split,
                      loaded.recorded("text_column", cfg.text_column, "text"), label_column)
     labels = LabelMap.for_model(loaded.model.config.id2label, ds.data.column("label"))

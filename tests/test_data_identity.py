@@ -172,3 +172,27 @@ def test_a_run_writes_nothing_outside_its_cache_checkpoint_and_runs_folders(
     assert list(home.iterdir()) == []
     assert sorted(p.name for p in (out / "cache").iterdir())[:2] == ["datasets", "matplotlib"]
     assert sorted(p.name for p in work.iterdir()) == ["data"]
+
+
+def test_an_older_models_missing_data_says_where_it_was_looked_for(two_places, monkeypatch,
+                                                                    tmp_path):
+    """A model exported before identities were recorded knows its data by the string only:
+    from another folder, that string is neither a folder nor a hub dataset, and the line says
+    it came from the model and where it was looked for (not 'hub connection failed')."""
+    import bertsent.data
+
+    a, _, settings = two_places
+    train({**settings, "run_name": "run"})
+    meta_file = a / "ckpt" / "run" / "best" / "bertsent.json"
+    meta = json.loads(meta_file.read_text())
+    del meta["data_identity"]
+    meta_file.write_text(json.dumps(meta))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(bertsent.data, "_load_hub", lambda data: bertsent.data.fail(
+        f"cannot load dataset '{data}' from the Hugging Face hub (ConnectionError): pass a "
+        "local --data folder"))
+    with pytest.raises(UserError, match=r"the data 'data/small' recorded in model .* is neither "
+                                        r"a folder here \(looked for at .*elsewhere/data/small\)"):
+        evaluate(a / "ckpt" / "run" / "best")
