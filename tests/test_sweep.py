@@ -16,12 +16,12 @@ optuna = pytest.importorskip("optuna")
 
 from safetensors.torch import load_file  # noqa: E402
 
-from bertsent import sweep as sweep_mod  # noqa: E402
+from bertsent import sweeptrials as sweep_mod  # noqa: E402
 from bertsent.cli import parse_overrides  # noqa: E402
 from bertsent.config import TrainConfig, from_mapping  # noqa: E402
 from bertsent.errors import UserError  # noqa: E402
 from bertsent.sweep import main, parse_args, run  # noqa: E402
-from bertsent.sweepfiles import DEFAULT_SPACE, parse_space, read_space  # noqa: E402
+from bertsent.sweepspace import DEFAULT_SPACE, parse_space, read_space  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "[lr]\nlow = 1e-3\nhigh = 3e-2\nlog = true\n[warmup_ratio]\nlow = 0.0\nhigh = 0.2\n"
@@ -329,7 +329,7 @@ def test_sigterm_stops_the_trial_at_a_checkpoint_and_prints_how_to_continue(
 
 
 def test_none_is_a_choice_for_a_setting_that_may_be_unset():
-    from bertsent.sweepfiles import parse_space
+    from bertsent.sweepspace import parse_space
 
     space = parse_space({"ema": {"choices": ["none", 0.99]}}, "space")
     assert space["ema"].choices == (None, 0.99)
@@ -348,7 +348,7 @@ def test_defaults_first_makes_trial_0_the_run_without_the_sweep(tiny_model_dir, 
 
 
 def test_defaults_first_outside_the_space_is_refused(tmp_path):
-    from bertsent.sweep import unswept_values
+    from bertsent.sweeptrials import unswept_values
 
     definition = {"fixed": {}, "space": {"lr": {"low": 1e-3, "high": 1e-2}}}
     with pytest.raises(UserError, match=r"--defaults-first: lr 0.0001 .* is outside the space"):
