@@ -196,3 +196,26 @@ def test_an_older_models_missing_data_says_where_it_was_looked_for(two_places, m
     with pytest.raises(UserError, match=r"the data 'data/small' recorded in model .* is neither "
                                         r"a folder here \(looked for at .*elsewhere/data/small\)"):
         evaluate(a / "ckpt" / "run" / "best")
+
+
+def test_hub_data_is_known_by_its_id_and_revision():
+    from types import SimpleNamespace
+
+    from datasets import DatasetDict
+
+    from bertsent import dataid
+    from bertsent.data import _hub_revision
+
+    cached = SimpleNamespace(cache_files=[{"filename": "/c/org___imdb/plain_text/0.0.0/"
+                                                       "e6281661ce1c/imdb-train.arrow"}])
+    assert _hub_revision(DatasetDict(train=cached)) == "e6281661ce1c"
+    assert _hub_revision(DatasetDict(train=SimpleNamespace(cache_files=[]))) is None
+    saved = dataid.hub_identity("org/imdb", "e6281661ce1c")
+    dataid.check_same(saved, "the checkpoint", dataid.hub_identity("org/imdb", "e6281661ce1c"))
+    dataid.check_same(saved, "the checkpoint", dataid.hub_identity("org/imdb", None))  # unknown
+    with pytest.raises(UserError, match="made with revision e6281661ce1c of org/imdb, and "
+                                        "0123 is what loaded"):
+        dataid.check_same(saved, "the checkpoint", dataid.hub_identity("org/imdb", "0123"))
+    with pytest.raises(UserError, match="made with hub dataset org/imdb, not the data folder"):
+        dataid.check_same(saved, "the checkpoint",
+                          dataid.folder_identity(Path("/tmp"), {}))
