@@ -219,3 +219,23 @@ def test_hub_data_is_known_by_its_id_and_revision():
     with pytest.raises(UserError, match="made with hub dataset org/imdb, not the data folder"):
         dataid.check_same(saved, "the checkpoint",
                           dataid.folder_identity(Path("/tmp"), {}))
+
+
+def test_a_checkpoint_from_before_data_identities_still_resumes(tiny_config, tmp_path):
+    """Checkpoints written before the origin, the data identity and the entry point were
+    recorded resume as they did: the data by its recorded string, nothing compared by content;
+    the resumed run records them from then on."""
+    import bertsent.checkpoint
+
+    base = {**tiny_config, "epochs": 1, "save_every": 2}
+    full = train({**base, "run_name": "full"})
+    train({**base, "run_name": "old"}, hooks=Hooks(stop_after_step=4))
+    folder = tmp_path / "ckpt" / "old" / "step-4"
+    state = bertsent.checkpoint.load_checkpoint(folder)
+    for key in ("origin", "data_identity", "entry"):
+        del state[key]
+    bertsent.checkpoint.save_checkpoint(folder, state)
+    rest = train({**base, "run_name": "old", "resume": "latest"})
+    assert rest["accuracy"] == full["accuracy"]
+    assert same_weights(tmp_path / "ckpt" / "full" / "final", tmp_path / "ckpt" / "old" / "final")
+    assert rest["data_identity"]["files"].keys() == {"train.parquet", "test.parquet"}
