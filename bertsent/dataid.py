@@ -74,13 +74,10 @@ def recorded_location(identity: dict[str, Any] | None, base: Path | None = None)
     return os.path.normpath(location)
 
 
-def locate(data: str, identity: dict[str, Any] | None, given: bool, source: str,
-           base: Path | None = None) -> str:
-    """The data to read: as given on the command line; else the recorded folder, where it
-    was resolved when the run started (not the typed string resolved again from here); a
-    recorded folder that is gone is refused in one line that says where it was looked for."""
-    if given or identity is None:
-        return data
+def locate(data: str, identity: dict[str, Any], source: str, base: Path | None = None) -> str:
+    """The recorded data to read when --data is not given: the hub id, or the folder where it
+    was resolved when the run started (not the typed string `data` resolved again from here);
+    a recorded folder that is gone is refused in one line that says where it was looked for."""
     if identity.get("kind") == "hub":
         return identity["id"]
     location = recorded_location(identity, base)

@@ -102,7 +102,7 @@ def model_data(cfg: EvalConfig, loaded) -> tuple[str, dict | None]:
     identity = loaded.meta.get("data_identity")
     if not identity:  # a model exported before identities were recorded
         return recorded, None
-    where = dataid.locate(recorded, identity, False, f"model {cfg.model}",
+    where = dataid.locate(recorded, identity, f"model {cfg.model}",
                           base=Path(cfg.model).expanduser().resolve())
     return relative_path(where) if identity.get("kind") == "folder" else where, identity
 
@@ -122,9 +122,8 @@ def scored_split(raw, data: str, split: str, label_column: str, meta: dict):
     source = splits.validation if splits.validation is not None else splits.train
     n_val = len(splits.validation) if splits.validation is not None else None
     size = settings.val_size(len(splits.train), carved=n_val is None)
-    idx = subset_indices(len(splits.train), len(splits.test), settings.train_samples,
-                         min(size, n_val) if n_val is not None else size, None, settings.seed,
-                         n_val=n_val)
+    idx = subset_indices(len(splits.train), len(splits.test), settings.train_samples, size,
+                         None, settings.seed, n_val=n_val)
     return source.select(idx.val)
 
 

@@ -53,10 +53,14 @@ def run_facts(module: str, identity: dict | None) -> dict[str, Any]:
     return {"entry": module, "origin": os.getcwd(), "data_identity": identity}
 
 
+def entry_by_settings(config: dict[str, Any]) -> str:
+    """The entry point whose settings these are: only pre-training has a mask."""
+    return "bertsent.pretrain" if "mask_prob" in config else "bertsent.train"
+
+
 def entry_of(state: dict[str, Any]) -> str:
     """The entry point that wrote a checkpoint (older ones: told by their settings)."""
-    return state.get("entry") or ("bertsent.pretrain" if "mask_prob" in state.get("config", {})
-                                  else "bertsent.train")
+    return state.get("entry") or entry_by_settings(state.get("config", {}))
 
 
 def check_entry(found: str, rules: Rules, where: Path) -> None:
@@ -72,7 +76,7 @@ def folder_entry(run_folder: Path) -> str | None:
         config = json.loads((run_folder / "config.json").read_text())
     except (OSError, ValueError):
         return None
-    return "bertsent.pretrain" if "mask_prob" in config else "bertsent.train"
+    return entry_by_settings(config)
 
 
 def anchored(saved: dict[str, Any], origin: str | None) -> dict[str, Any]:
@@ -205,7 +209,7 @@ def resolve_resume(overrides: dict[str, Any], rules: Rules = TRAIN) -> tuple[Any
     merged = {**saved, **canonical(overrides), "run_name": run_folder.name,
               "checkpoint_dir": same_or_relative(cfg.checkpoint_dir, run_folder.parent)}
     if "data" not in overrides and identity and identity.get("kind") == "folder":
-        where = dataid.locate(saved["data"], identity, False, f"checkpoint {folder}")
+        where = dataid.locate(saved["data"], identity, f"checkpoint {folder}")
         merged["data"] = same_or_relative(saved["data"], Path(where))
     cfg = from_mapping(merged, rules.cls).checked()
     saved_world, world = state.get("world_size", 1), D.world_size_from_env()
