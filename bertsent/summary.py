@@ -81,3 +81,12 @@ def tidy(paths: RunPaths, best: Path, keep_checkpoints: bool) -> str:
     return (f"{paths.folder} takes {format_size(disk_usage(paths.folder))} on disk"
             + (f" ({removed} step checkpoints removed: --keep-checkpoints keeps them)"
                if removed else ""))
+
+
+def validation_line(metrics: dict[str, Any], progress: Any, name: str, best: bool) -> str:
+    """'val step 500: accuracy 0.9120 f1 0.9115 loss 0.2301, new best (exported to best/)'."""
+    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(("accuracy", "f1", name,
+                                                                     "loss")) if k in metrics)
+    verdict = "new best (exported to best/)" if best else \
+        f"best {name} {progress.best_metric:.4f} at step {progress.best_step}"
+    return f"val step {progress.step}: {shown}, {verdict}"

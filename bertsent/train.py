@@ -47,7 +47,7 @@ from bertsent.runtime import (
 )
 from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
-from bertsent.summary import describe_labels, run_summary, scores, tidy
+from bertsent.summary import describe_labels, run_summary, scores, tidy, validation_line
 from bertsent.tokens import Collator, EncodedDataset, eval_loader, tokenize
 from bertsent.tracking import RunLogger, StepMeter
 
@@ -319,15 +319,6 @@ def select(run: Run, progress: Progress, result: EvalResult) -> None:
         D.say(f"stopping early at step {progress.step}: validation {name} has not improved "
               f"for {progress.evals_since_best} points (best {progress.best_metric:.4f} at step "
               f"{progress.best_step})", run.dist)
-
-
-def validation_line(metrics: dict[str, Any], progress: Progress, name: str, best: bool) -> str:
-    """'val step 500: accuracy 0.9120 f1 0.9115 loss 0.2301, new best (exported to best/)'."""
-    shown = " ".join(f"{k} {metrics[k]:.4f}" for k in dict.fromkeys(("accuracy", "f1", name,
-                                                                     "loss")) if k in metrics)
-    verdict = "new best (exported to best/)" if best else \
-        f"best {name} {progress.best_metric:.4f} at step {progress.best_step}"
-    return f"val step {progress.step}: {shown}, {verdict}"
 
 
 def validate(run: Run, loader, step: int, prefix: str = "val",
