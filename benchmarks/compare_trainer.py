@@ -10,7 +10,8 @@ Three runs, each in its own subprocess (so that its peak RSS is its own):
   or ``group_by_length=True`` on older transformers), bf16 autocast where the CPU has native
   bf16, bertsent's default lr and warmup ratio, eval batch 64.
 * ``bertsent`` -- ``bertsent.train.train`` with its defaults (batch 8, lr 1e-4, head+tail
-  truncation, length-grouped batches, precision auto, eval batch 64).
+  truncation, length-grouped batches, precision auto, evaluation batches of at most
+  64 reviews and 4,096 tokens, scored with bf16 weights where bf16 is native).
 
 All three train on the same shuffled reviews and report on the same shuffled test reviews:
 the subsets come from ``bertsent.data.subset_indices`` (validation carved off first, so
@@ -28,7 +29,8 @@ What is measured, with one definition for all three runs:
   that kernel caches are warm for all three (Trainer: ``Trainer.predict`` twice, the second
   timed; bertsent: after its own test evaluation inside ``train()``, a timed
   ``bertsent.engine.evaluate`` of the trained best model with bertsent's own
-  EvalBatchSampler + Collator, eval batch 64, same precision as its run).
+  EvalBatchSampler + Collator and its scoring model (`runtime.for_scoring`), at
+  most 64 reviews and 4,096 tokens a batch, same precision as its run).
 * peak RSS = VmHWM of the run's process when training and the test evaluation are done.
 * accuracy and F1 on the test subset (``bertsent.metrics.compute_metrics`` for all three).
 * the machine's matmul peak (fp32 and bf16, the best of 2048^3 and 4096^3, with the threads the
@@ -232,7 +234,7 @@ def run_bertsent(setup: Setup) -> dict[str, Any]:
     from bertsent.engine import evaluate
     from bertsent.export import load_trained
     from bertsent.model import load_tokenizer
-    from bertsent.runtime import autocast_for
+    from bertsent.runtime import for_scoring
     from bertsent.tokens import eval_loader, tokenize
     from bertsent.train import train
 
@@ -252,11 +254,11 @@ def run_bertsent(setup: Setup) -> dict[str, Any]:
     enc_train = tokenize(train_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
     enc_test = tokenize(test_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
     loader = eval_loader(enc_test, cfg.eval_batch_size, tokenizer.pad_token_id or 0,
-                         setup.max_length)
+                         setup.max_length, tokens=cfg.eval_tokens)
     model = load_trained(result["best_model_dir"]).to(device)
     start = time.perf_counter()
-    timed = evaluate(model, loader, device, num_labels=2,
-                     autocast=autocast_for(result["precision_mode"], device), desc="test")
+    scoring, autocast = for_scoring(model, result["precision_mode"], device)
+    timed = evaluate(scoring, loader, device, num_labels=2, autocast=autocast, desc="test")
     eval_seconds = time.perf_counter() - start
 
     # Inputs of the FLOP count (real tokens only: padding is not useful work).
@@ -281,7 +283,7 @@ def run_bertsent(setup: Setup) -> dict[str, Any]:
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "torch_threads": torch.get_num_threads(),
         "settings": {k: v for k, v in cfg.to_dict().items()
-                     if k in ("lr", "batch_size", "eval_batch_size", "weight_decay",
+                     if k in ("lr", "batch_size", "eval_batch_size", "eval_tokens", "weight_decay",
                               "warmup_ratio", "max_grad_norm", "group_by_length", "truncation")},
         "flops": {"non_embedding_params": non_embedding, "layers": layers, "hidden": hidden,
                   "train_tokens": tokens, "sum_length_squared": float((lengths**2).sum()),

@@ -98,7 +98,10 @@ class TrainConfig:
     # optimisation
     epochs: int = _f(1, "passes over the training set")
     batch_size: int = _f(8, "micro-batch size per process")
-    eval_batch_size: int = _f(64, "batch size for evaluation")
+    eval_batch_size: int = _f(64, "most reviews in an evaluation batch")
+    eval_tokens: int = _f(4096, "most padded tokens in an evaluation batch, longest reviews "
+                          "first (0: only --eval-batch-size); small batches keep a CPU's "
+                          "activations out of freshly mapped memory")
     grad_accum: int = _f(1, "micro-batches per optimizer step")
     lr: float = _f(1e-4, "peak learning rate")
     head_lr_mult: float = _f(20.0, "learning-rate multiplier for the new head (pooler+classifier)")
@@ -198,7 +201,10 @@ class EvalConfig:
     max_length: int | None = _f(None, "default: the length the model was trained with")
     truncation: str | None = _f(None, "default: the strategy the model was trained with",
                                 choices=TRUNCATIONS)
-    batch_size: int = _f(64, "evaluation batch size")
+    batch_size: int = _f(64, "most reviews in a batch")
+    batch_tokens: int = _f(4096, "most padded tokens in a batch, longest reviews first (0: "
+                           "only --batch-size); small batches keep a CPU's activations out of "
+                           "freshly mapped memory")
     windows: int = _f(1, "score a review longer than --max-length as this many windows (the "
                       "trained truncation, then spans spread over the whole review) and average "
                       "their probabilities; 1: the trained view alone")
@@ -226,7 +232,9 @@ class PredictConfig:
                          "file: one row per input row, in order, with every input column "
                          "(default: print them)")
     json: bool = _f(False, "print one JSON object per line")
-    batch_size: int = _f(32, "texts per forward pass")
+    batch_size: int = _f(32, "most texts per forward pass")
+    batch_tokens: int = _f(4096, "most padded tokens per forward pass, longest texts first (0: "
+                           "only --batch-size)")
     max_length: int | None = _f(None, "default: the length the model was trained with")
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("fp32", "fp32 (matches transformers.pipeline), bf16 or fp16",
@@ -322,6 +330,7 @@ def canonical(values: dict[str, Any]) -> dict[str, Any]:
 
 # bertsent.train's names for what evaluate and predict call otherwise
 OTHER_ENTRY_NAMES = {"test_samples": "samples", "eval_batch_size": "batch_size",
+                     "eval_tokens": "batch_tokens",
                      "max_eval_samples": "samples"}
 
 
@@ -361,7 +370,7 @@ _POSITIVE = ("batch_size", "eval_batch_size", "grad_accum", "epochs", "train_sam
              "threads", "windows")
 _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "eval_every",
                  "log_every", "num_workers", "sanity_eval_batches", "progress_every",
-                 "head_steps")
+                 "head_steps", "eval_tokens", "batch_tokens")
 _RANGES = {  # name: (low, high, low inclusive, high inclusive)
     "dropout": (0, 1, True, False), "warmup_ratio": (0, 1, True, False),
     "layer_lr_decay": (0, 1, False, True), "seed": (0, SEED_LIMIT - 1, True, True),

@@ -27,7 +27,7 @@ from bertsent.labels import LabelMap
 from bertsent.metrics import confusion
 from bertsent.runfolder import check_output_folder, relative_path
 from bertsent.runtime import (
-    autocast_for,
+    for_scoring,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
@@ -70,9 +70,10 @@ def run(cfg: EvalConfig) -> dict:
     else:
         enc = tokenize(subset, loaded.tokenizer, loaded.max_length, loaded.truncation,
                        cfg.cache_dir)
-    loader = eval_loader(enc, cfg.batch_size, pad, loaded.max_length)
-    result = evaluate(loaded.model, loader, device, num_labels=labels.num_labels,
-                      autocast=autocast_for(precision, device), desc=f"eval {cfg.split}",
+    loader = eval_loader(enc, cfg.batch_size, pad, loaded.max_length, tokens=cfg.batch_tokens)
+    model, autocast = for_scoring(loaded.model, precision, device)
+    result = evaluate(model, loader, device, num_labels=labels.num_labels,
+                      autocast=autocast, desc=f"eval {cfg.split}",
                       names=names)
     if cfg.windows > 1:
         result = per_review(result, owner, np.asarray(subset["label"]), labels.num_labels,

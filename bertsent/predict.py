@@ -9,6 +9,7 @@ import sys
 import typing
 from dataclasses import fields
 
+import numpy as np
 import torch
 
 from bertsent.cli import parse_overrides
@@ -24,7 +25,8 @@ from bertsent.predictions import (
     read_rows,
     write_rows,
 )
-from bertsent.runtime import autocast_for, out_of_memory_is_one_line, pick_device, use_threads
+from bertsent.runtime import for_scoring, out_of_memory_is_one_line, pick_device, use_threads
+from bertsent.sampling import longest_first
 from bertsent.tokens import Collator, encode_texts, is_blank
 from bertsent.tracking import Meter
 
@@ -32,23 +34,25 @@ from bertsent.tracking import Meter
 @torch.inference_mode()
 def predict_proba(model, tokenizer, texts: list[str], *, max_length: int, truncation: str,
                   batch_size: int, device: torch.device, precision: str = "fp32",
-                  show: bool = False) -> torch.Tensor:
+                  batch_tokens: int = 0, show: bool = False) -> torch.Tensor:
     """Softmax probabilities, (len(texts), num_labels), in input order (with `show`, a
-    progress bar, or plain progress lines in a log)."""
+    progress bar, or plain progress lines in a log). Longest texts first, at most
+    `batch_size` texts and `batch_tokens` tokens (0: no budget) a forward pass."""
     ids = encode_texts(texts, tokenizer, max_length, truncation)
     collate = Collator(tokenizer.pad_token_id or 0, 1)
-    autocast = autocast_for(precision, device)
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # little padding per batch
+    model, autocast = for_scoring(model, precision, device)
     out = torch.empty(len(ids), model.config.num_labels)
     meter = Meter(len(ids), "predict", unit="text", enabled=show, leave=False)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    done = 0
+    for chunk in longest_first(np.array([len(x) for x in ids], dtype=np.int64), batch_size,
+                               batch_tokens, multiple=1):
         batch = collate([(i, ids[i], 0) for i in chunk])
         with out_of_memory_is_one_line(batch["input_ids"].shape), autocast():
             logits = model(input_ids=batch["input_ids"].to(device),
                            attention_mask=batch["attention_mask"].to(device)).logits
         out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
-        meter.update(start + len(chunk))
+        done += len(chunk)
+        meter.update(done)
     meter.close()
     return out
 
@@ -125,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         found = predict_proba(loaded.model, loaded.tokenizer, [texts[i] for i in keep],
                               max_length=loaded.max_length, truncation=loaded.truncation,
                               batch_size=cfg.batch_size, device=device, precision=cfg.precision,
+                              batch_tokens=cfg.batch_tokens,
                               show=bool(cfg.out)).tolist()
         probs: list[list[float] | None] = [None] * len(texts)
         for i, p in zip(keep, found, strict=True):

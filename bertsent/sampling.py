@@ -68,14 +68,34 @@ class TrainBatchSampler(Sampler[list[int]]):
             yield shard(batch, self.world_size, self.rank)
 
 
-class EvalBatchSampler(Sampler[list[int]]):
-    """Longest reviews first, in big batches (little padding); ranks take every N-th batch,
-    so each review is evaluated exactly once across ranks."""
+def longest_first(lengths: np.ndarray, rows: int, tokens: int = 0, multiple: int = 8
+                  ) -> list[list[int]]:
+    """Indices in scoring batches, longest first (little padding): at most `rows` a batch and,
+    with `tokens`, at most that many padded tokens (rows x the batch's first, longest length
+    rounded up to `multiple`). The budget keeps every activation of a batch small: a tensor
+    above glibc's mmap threshold (32 MiB at most) is fresh memory the kernel zeroes page by
+    page on every batch, which cost more than the matmuls of 64 long reviews on a CPU
+    (docs/performance.md)."""
+    lengths = np.asarray(lengths)
+    order = np.argsort(-lengths, kind="stable")
+    batches, i = [], 0
+    while i < len(order):
+        n = rows
+        if tokens:
+            padded = -(-max(int(lengths[order[i]]), 1) // multiple) * multiple
+            n = max(1, min(rows, tokens // padded))
+        batches.append(order[i : i + n].tolist())
+        i += n
+    return batches
 
-    def __init__(self, lengths: np.ndarray, batch_size: int, world_size: int = 1, rank: int = 0):
-        order = np.argsort(-np.asarray(lengths), kind="stable")
-        batches = [order[i : i + batch_size].tolist() for i in range(0, len(order), batch_size)]
-        self.batches = batches[rank::world_size]
+
+class EvalBatchSampler(Sampler[list[int]]):
+    """Longest reviews first (`longest_first`); ranks take every N-th batch, so each review is
+    evaluated exactly once across ranks."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, world_size: int = 1, rank: int = 0,
+                 tokens: int = 0, multiple: int = 8):
+        self.batches = longest_first(lengths, batch_size, tokens, multiple)[rank::world_size]
 
     def __len__(self) -> int:
         return len(self.batches)

@@ -152,11 +152,13 @@ class Collator:
 
 
 def eval_loader(ds: EncodedDataset, batch_size: int, pad_id: int, max_length: int | None = None,
-                num_workers: int = 0, world_size: int = 1, rank: int = 0, multiple: int = 8
-                ) -> torch.utils.data.DataLoader:
-    """Longest reviews first in large batches (little padding), each rank its share: the one
-    evaluation loader of train, evaluate and the benchmarks."""
+                num_workers: int = 0, world_size: int = 1, rank: int = 0, multiple: int = 8,
+                tokens: int = 0) -> torch.utils.data.DataLoader:
+    """Longest reviews first, at most `batch_size` reviews and `tokens` padded tokens a batch
+    (0: no budget), each rank its share: the one evaluation loader of train, evaluate and the
+    benchmarks."""
     return torch.utils.data.DataLoader(
-        ds, batch_sampler=EvalBatchSampler(ds.lengths, batch_size, world_size, rank),
+        ds, batch_sampler=EvalBatchSampler(ds.lengths, batch_size, world_size, rank, tokens,
+                                           multiple),
         collate_fn=Collator(pad_id, multiple, max_length), num_workers=num_workers,
         generator=torch.Generator())  # never the global RNG

@@ -39,6 +39,7 @@ from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
+    for_scoring,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
@@ -195,7 +196,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper:
         num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
         generator=torch.Generator().manual_seed(cfg.seed))  # keeps the global RNG untouched
     loaders = {name: eval_loader(data[name], cfg.eval_batch_size, pad, cfg.max_length,
-                                 cfg.num_workers, dist.world_size, dist.rank, multiple)
+                                 cfg.num_workers, dist.world_size, dist.rank, multiple,
+                                 cfg.eval_tokens)
                if data[name] else None for name in ("val", "test")}
     total, note = planned_steps(len(sampler.global_batches()), cfg.grad_accum, cfg.epochs,
                                 cfg.max_steps)
@@ -326,8 +328,9 @@ def validate(run: Run, loader, step: int, prefix: str = "val",
     """One evaluation pass over every rank's share (of the averaged weights under --ema,
     unless they are already in the model); a full pass is logged to TensorBoard."""
     with run.averaged() if average else contextlib.nullcontext():
-        result = evaluate(run.eval_model, loader, run.device, num_labels=run.labels.num_labels,
-                          autocast=autocast_for(run.precision, run.device),
+        model, autocast = for_scoring(run.eval_model, run.precision, run.device)
+        result = evaluate(model, loader, run.device, num_labels=run.labels.num_labels,
+                          autocast=autocast,
                           max_batches=max_batches, desc=prefix,
                           gather=D.all_gather_objects if run.dist.enabled else None,
                           names=list(run.labels.names), show=run.dist.is_main,

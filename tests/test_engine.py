@@ -133,3 +133,37 @@ def test_confident_mistakes_are_the_surest_wrong_rows():
     labels = np.array([1, 1, 0, 0])  # rows 0 and 2 are wrong; row 2 is surer
     assert confident_mistakes(labels, probs, 5).tolist() == [2, 0]
     assert confident_mistakes(labels, probs, 1).tolist() == [2]
+
+
+def test_token_budget_batches_score_the_same_as_row_batches(tiny_model_dir):
+    from bertsent.tokens import EncodedDataset, eval_loader
+
+    model = load(tiny_model_dir)
+    rng = np.random.default_rng(4)
+    ids = [np.concatenate([[2], rng.integers(5, 40, int(n)), [3]]) for n in
+           rng.integers(2, 60, 23)]
+    ds = EncodedDataset(ids, np.arange(23) % 2)
+    rows = evaluate(model, eval_loader(ds, 64, 0, 64), torch.device("cpu"))
+    budget = evaluate(model, eval_loader(ds, 64, 0, 64, tokens=128), torch.device("cpu"))
+    assert len(eval_loader(ds, 64, 0, 64, tokens=128)) > 1
+    np.testing.assert_allclose(budget.logits, rows.logits, atol=1e-5)
+    assert budget.indices.tolist() == rows.indices.tolist() == list(range(23))
+
+
+def test_bf16_scoring_uses_a_bf16_copy_and_leaves_the_model_alone(tiny_model_dir):
+    from bertsent.runtime import for_scoring
+
+    model = load(tiny_model_dir)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    same, autocast = for_scoring(model, "fp32", torch.device("cpu"))
+    assert same is model
+    scoring, autocast = for_scoring(model, "bf16", torch.device("cpu"))
+    assert scoring is not model and {p.dtype for p in scoring.parameters()} == {torch.bfloat16}
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    batch = batch_of(6, 1)
+    with torch.inference_mode(), autocast():  # no autocast: the weights are bf16 already
+        low = scoring(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        full = model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    assert low.logits.dtype == torch.bfloat16
+    np.testing.assert_allclose(low.logits.float().numpy(), full.logits.numpy(), atol=0.05)

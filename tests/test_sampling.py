@@ -56,3 +56,29 @@ def test_eval_sampler_splits_the_set_exactly_once():
         seen = [i for r in range(world) for b in EvalBatchSampler(lengths, 4, world, r)
                 for i in b]
         assert sorted(seen) == list(range(29))
+
+
+def test_longest_first_keeps_each_batch_within_the_token_budget():
+    from bertsent.sampling import longest_first
+
+    lengths = np.concatenate([np.random.default_rng(2).integers(1, 600, size=301),
+                              np.full(200, 10)])
+    batches = longest_first(lengths, 64, 4096)
+    assert sorted(i for b in batches for i in b) == list(range(501))
+    flat = [i for b in batches for i in b]
+    assert (np.diff(lengths[flat]) <= 0).all()  # longest first, across batches too
+    for b in batches:
+        padded = -(-int(lengths[b[0]]) // 8) * 8
+        assert len(b) <= 64 and (len(b) * padded <= 4096 or len(b) == 1)
+    assert len(batches[0]) == 4096 // (-(-int(lengths.max()) // 8) * 8)  # long: few rows
+    assert max(len(b) for b in batches) == 64  # short reviews: the row limit
+    assert longest_first(lengths, 64, 0) == longest_first(lengths, 64, 10**9)  # rows alone
+    assert all(len(b) == 1 for b in longest_first([5000, 4000], 64, 4096))  # over budget: one
+
+
+def test_eval_sampler_with_a_budget_still_splits_the_set_exactly_once():
+    lengths = np.random.default_rng(3).integers(1, 512, size=57)
+    for world in (1, 2, 3):
+        seen = [i for r in range(world)
+                for b in EvalBatchSampler(lengths, 16, world, r, tokens=1024) for i in b]
+        assert sorted(seen) == list(range(57))
