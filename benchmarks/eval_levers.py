@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
+import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +31,7 @@ from bertsent.model import load_model, load_tokenizer
 from bertsent.runtime import cpu_has_bf16, use_threads
 from bertsent.tokens import Collator, encode_texts
 
+Run = Callable[[], tuple[np.ndarray, float]]  # one timed pass: (probabilities, seconds)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
@@ -87,7 +91,6 @@ def main() -> None:
     pad = tokenizer.pad_token_id or 0
 
     def bf16_weights():
-        import copy
         return copy.deepcopy(base).to(torch.bfloat16) if bf16 else base
 
     def compiled(model):
@@ -98,17 +101,29 @@ def main() -> None:
         inductor.freezing = True
         return torch.compile(model, dynamic=False)
 
+    def lever(make, batches, multiple, autocast) -> Callable[[], Run]:
+        def prepare() -> Run:
+            model = make()
+            return functools.partial(score, model, ids, batches,
+                                     Collator(pad, multiple, args.max_length), autocast)
+        return prepare
+
     rows64 = batches_by_rows(lengths, 64)
-    levers = {
-        "baseline: 64 rows, autocast": (lambda: base, rows64, 8, auto),
-        "bf16 weights": (bf16_weights, rows64, 8, plain),
-        "16 rows, autocast": (lambda: base, batches_by_rows(lengths, 16), 8, auto),
-        "token budget 4096, autocast": (lambda: base, batches_by_tokens(lengths, 4096), 8, auto),
-        **{f"bf16 weights + token budget {b}": (bf16_weights, batches_by_tokens(lengths, b), 8,
-                                                plain) for b in (2048, 4096, 8192)},
-        "compile frozen + bf16 weights, buckets of 64": (
+    levers: dict[str, Callable[[], Run]] = {
+        "baseline: 64 rows, autocast": lever(lambda: base, rows64, 8, auto),
+        "bertsent's evaluation as configured": lambda: bertsent_pass(base, ids, args.max_length,
+                                                                     pad, bf16),
+        "Trainer at its best: predict, 64 rows, autocast": lambda: trainer_pass(
+            copy.deepcopy(base), tokenizer, ids, bf16),  # its own: accelerate wraps forward
+        "bf16 weights": lever(bf16_weights, rows64, 8, plain),
+        "16 rows, autocast": lever(lambda: base, batches_by_rows(lengths, 16), 8, auto),
+        "token budget 4096, autocast": lever(lambda: base, batches_by_tokens(lengths, 4096), 8,
+                                             auto),
+        **{f"bf16 weights + token budget {b}": lever(bf16_weights, batches_by_tokens(lengths, b),
+                                                     8, plain) for b in (2048, 4096, 8192)},
+        "compile frozen + bf16 weights, buckets of 64": lever(
             lambda: compiled(bf16_weights()), rows64, 64, plain),
-        "compile frozen + bf16 weights + budget 4096, buckets of 64": (
+        "compile frozen + bf16 weights + budget 4096, buckets of 64": lever(
             lambda: compiled(bf16_weights()), batches_by_tokens(lengths, 4096), 64, plain),
     }
     only = set(args.only.split(",")) if args.only else None
@@ -116,25 +131,82 @@ def main() -> None:
     print(f"{args.samples} reviews, max length {args.max_length}, mean {lengths.mean():.0f} "
           f"tokens, threads {torch.get_num_threads()}, bf16 native: {bf16}, best of "
           f"{args.rounds} interleaved rounds", flush=True)
-    ready = {}
-    for name, (make, batches, multiple, autocast) in chosen.items():
-        model = make()  # compiled levers compile here, in their first (untimed) pass
-        collate = Collator(pad, multiple, args.max_length)
-        _, first = score(model, ids, batches, collate, autocast)
-        ready[name] = (model, batches, collate, autocast, first)
+    ready, first = {}, {}
+    for name, prepare in chosen.items():
+        ready[name] = prepare()
+        _, first[name] = ready[name]()  # compiled levers compile here, untimed
     rates: dict[str, list[float]] = {name: [] for name in ready}
     probs_of = {}
     for _ in range(args.rounds):  # interleaved: a slow spell of the machine hits every lever
-        for name, (model, batches, collate, autocast, _) in ready.items():
-            probs_of[name], seconds = score(model, ids, batches, collate, autocast)
+        for name, run in ready.items():
+            probs_of[name], seconds = run()
             rates[name].append(len(ids) / seconds)
     reference = next(iter(probs_of.values()))
     base_rate = max(next(iter(rates.values())))
     for name, got in rates.items():
         best, probs = max(got), probs_of[name]
         print(f"{name:<58} {best:7.1f} reviews/s (median {np.median(got):6.1f})  "
-              f"x{best / base_rate:.2f}  first pass {ready[name][4]:6.1f} s  "
+              f"x{best / base_rate:.2f}  first pass {first[name]:6.1f} s  "
               f"max |dp| {np.abs(probs - reference).max():.1e}", flush=True)
+
+
+def bertsent_pass(model, ids, max_length: int, pad: int, bf16: bool) -> Run:
+    """What train's validation and test passes and bertsent.evaluate run, with the defaults."""
+    from bertsent.config import TrainConfig
+    from bertsent.engine import predict_logits
+    from bertsent.runtime import for_scoring
+    from bertsent.tokens import EncodedDataset, eval_loader
+
+    cfg = TrainConfig()
+    loader = eval_loader(EncodedDataset(ids), cfg.eval_batch_size, pad, max_length,
+                         tokens=cfg.eval_tokens)
+    device = torch.device("cpu")
+
+    def run() -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        scoring, autocast = for_scoring(model, "bf16" if bf16 else "fp32", device)
+        logits, _, order = predict_logits(scoring, loader, device, autocast, show=False)
+        seconds = time.perf_counter() - start
+        probs = np.zeros((len(ids), 2), np.float32)
+        probs[order] = torch.softmax(torch.from_numpy(logits), -1).numpy()
+        return probs, seconds
+    return run
+
+
+def trainer_pass(model, tokenizer, ids, bf16: bool) -> Run:
+    """Trainer.predict as compare_trainer.py's "Trainer at its best" evaluates: eval batch 64,
+    bf16 autocast where native, length-grouped sampling, dynamic padding to a multiple of 8,
+    on the same token ids."""
+    import inspect
+    import tempfile
+
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    params = inspect.signature(TrainingArguments).parameters
+    grouping = ({"train_sampling_strategy": "group_by_length"}
+                if "train_sampling_strategy" in params else {"group_by_length": True})
+    args = TrainingArguments(output_dir=tempfile.mkdtemp(prefix="eval-levers-"),
+                             per_device_eval_batch_size=64, bf16=bf16, use_cpu=True,
+                             report_to="none", disable_tqdm=True, **grouping)
+    trainer = Trainer(model=model, args=args, processing_class=tokenizer,
+                      data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8))
+    ds = Dataset.from_dict({"input_ids": [x.tolist() for x in ids],
+                            "attention_mask": [[1] * len(x) for x in ids],
+                            "labels": [0] * len(ids)})
+
+    def run() -> tuple[np.ndarray, float]:
+        start = time.perf_counter()
+        out = trainer.predict(ds)
+        seconds = time.perf_counter() - start
+        logits = out.predictions[0] if isinstance(out.predictions, tuple) else out.predictions
+        # with length grouping, predict returns the rows in the sampler's order, not the
+        # dataset's: the sampler is seeded the same on every call, so its order puts them back
+        order = list(trainer._get_eval_sampler(ds) or range(len(ds)))
+        probs = np.zeros((len(ids), 2), np.float32)
+        probs[order] = torch.softmax(torch.from_numpy(np.asarray(logits, np.float32)), -1).numpy()
+        return probs, seconds
+    return run
 
 
 if __name__ == "__main__":

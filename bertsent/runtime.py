@@ -134,8 +134,8 @@ def out_of_memory_is_one_line(shape: tuple[int, ...]):
         if not (is_oom(exc) or isinstance(exc, MemoryError)):
             raise
         fail(f"out of memory evaluating a batch of {shape[0]} x {shape[1]} tokens: lower the "
-             "evaluation batch size (--eval-batch-size for bertsent.train, --batch-size for "
-             "evaluate and predict)")
+             "evaluation batch (--eval-tokens or --eval-batch-size for bertsent.train, "
+             "--batch-tokens or --batch-size for evaluate and predict)")
 
 
 def keep_matplotlib_in(cache_dir: str | None) -> None:

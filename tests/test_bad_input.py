@@ -354,4 +354,4 @@ def test_out_of_memory_in_evaluation_names_the_flag(bad, tiny_data_dir, capsys, 
     code = evaluate.main(["--model", str(bad["ckpt_root"] / "done" / "best"), "--data",
                           str(tiny_data_dir), "--samples", "4"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "--batch-size for evaluate" in err[0], err
+    assert code == 2 and len(err) == 1 and "--batch-tokens or --batch-size for evaluate" in err[0]

@@ -167,3 +167,18 @@ def test_bf16_scoring_uses_a_bf16_copy_and_leaves_the_model_alone(tiny_model_dir
         full = model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
     assert low.logits.dtype == torch.bfloat16
     np.testing.assert_allclose(low.logits.float().numpy(), full.logits.numpy(), atol=0.05)
+
+
+def test_predict_with_a_token_budget_equals_one_text_at_a_time_in_fp32(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from bertsent.predict import predict_proba
+
+    model, tokenizer = load(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = ["good great fine", "bad", "awful bad bad terrible movie plot", "great " * 30, "ok"]
+    kw = dict(max_length=64, truncation="head+tail", batch_size=32, device=torch.device("cpu"))
+    budget = predict_proba(model, tokenizer, texts, batch_tokens=16, **kw)
+    whole = predict_proba(model, tokenizer, texts, batch_tokens=0, **kw)
+    alone = torch.cat([predict_proba(model, tokenizer, [t], **kw) for t in texts])
+    torch.testing.assert_close(budget, alone, atol=1e-6, rtol=0)
+    torch.testing.assert_close(whole, alone, atol=1e-6, rtol=0)
