@@ -107,6 +107,11 @@ def resolve(path: str) -> str:
     return str(p if p.is_absolute() else (REPO / p).resolve())
 
 
+def shown(path: str) -> str:
+    """A path as the results show it: relative to the repo root, never the machine's own."""
+    return os.path.relpath(path, REPO) if os.path.isabs(path) else path
+
+
 def peak_rss_mib() -> float:
     """This process's peak resident set size (VmHWM) in MiB."""
     with open("/proc/self/status") as fh:
@@ -374,7 +379,7 @@ def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> s
             ("load avg (1 min)", "load_1min", ".2f"),
             ("truncation", "truncation", "s"))
     width = max(len(r[0]) for r in rows) + 2
-    lines = [f"model {setup.model}, {setup.train_samples} train / {setup.eval_samples} test "
+    lines = [f"model {shown(setup.model)}, {setup.train_samples} train / {setup.eval_samples} test "
              f"reviews, max length {setup.max_length}, batch {BATCH_SIZE}, "
              f"{setup.epochs} epoch(s), seed {setup.seed}",
              f"CPU {machine['cpu']} ({machine['cores']} cores, torch threads "
@@ -480,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = spawn(name, setup)
         machine["loadavg_end"] = os.getloadavg()
         table = report(setup, results, machine)
-        out.write_text(json.dumps({"setup": asdict(setup), "machine": machine, "runs": results,
+        given = {**asdict(setup), "model": shown(setup.model), "data": shown(setup.data)}
+        out.write_text(json.dumps({"setup": given, "machine": machine, "runs": results,
                                    "table": table, "complete": len(results) == len(names)},
                                   indent=2, default=str))
     print("\n" + table, flush=True)
