@@ -29,6 +29,7 @@ import torch
 
 from bertsent.model import load_model, load_tokenizer
 from bertsent.runtime import cpu_has_bf16, use_threads
+from bertsent.sampling import longest_first
 from bertsent.tokens import Collator, encode_texts
 
 Run = Callable[[], tuple[np.ndarray, float]]  # one timed pass: (probabilities, seconds)
@@ -36,19 +37,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def batches_by_rows(lengths: np.ndarray, rows: int) -> list[list[int]]:
-    order = np.argsort(-lengths, kind="stable")
-    return [order[i: i + rows].tolist() for i in range(0, len(order), rows)]
+    """Longest first, `rows` a batch: evaluation before the token budget."""
+    return longest_first(lengths, rows)
 
 
 def batches_by_tokens(lengths: np.ndarray, budget: int) -> list[list[int]]:
-    """Longest first, as many rows as fit `budget` padded tokens (the first row's length)."""
-    order = np.argsort(-lengths, kind="stable").tolist()
-    out, i = [], 0
-    while i < len(order):
-        rows = max(1, budget // int(lengths[order[i]]))
-        out.append(order[i: i + rows])
-        i += rows
-    return out
+    """Longest first, as many rows as fit `budget` tokens of the first row's length (no row
+    limit, no rounding)."""
+    return longest_first(lengths, len(lengths), budget, multiple=1)
 
 
 def score(model, ids, batches, collate, autocast) -> tuple[np.ndarray, float]:
