@@ -300,8 +300,24 @@ class PretrainConfig:
 
 
 # every entry point's settings, to point a flag given to the wrong one at its own
+@dataclass
+class AverageConfig:
+    """Average the weights a run evaluated at its last step checkpoints into one model folder
+    that evaluate and predict take (checkpoint averaging)."""
+
+    run: str = _f("", "a run's checkpoint folder, e.g. checkpoints/<run>, still holding its step "
+                  "checkpoints (train with --keep-checkpoints and --keep-last N)")
+    last: int = _f(4, "how many of the newest step checkpoints to average")
+    out_dir: str | None = _f(None, "model folder to write (default: <run>/average-<last>)")
+
+    def checked(self) -> AverageConfig:
+        check_fields(self)
+        return self
+
+
 ENTRY_POINTS = {"bertsent.train": TrainConfig, "bertsent.pretrain": PretrainConfig,
-                "bertsent.evaluate": EvalConfig, "bertsent.predict": PredictConfig}
+                "bertsent.evaluate": EvalConfig, "bertsent.predict": PredictConfig,
+                "bertsent.average": AverageConfig}
 
 
 def flag_name(name: str) -> str:
@@ -367,7 +383,7 @@ def suggest(name: str, known: list[str]) -> str:
 SEED_LIMIT = 2**32  # numpy's seed range; torch's is wider
 _POSITIVE = ("batch_size", "eval_batch_size", "grad_accum", "epochs", "train_samples",
              "test_samples", "max_steps", "samples", "lr", "head_lr_mult", "patience",
-             "threads", "windows")
+             "threads", "windows", "last")
 _NOT_NEGATIVE = ("val_samples", "weight_decay", "max_grad_norm", "save_every", "eval_every",
                  "log_every", "num_workers", "sanity_eval_batches", "progress_every",
                  "head_steps", "eval_tokens", "batch_tokens")
@@ -381,6 +397,7 @@ _NOT_BLANK = {  # text flags taken literally: an empty one is a mistake, not "un
     "run_name": "pass a name such as imdb-l6, or leave the flag out for a generated one",
     "resume": "pass latest or a checkpoint folder, or leave the flag out to start a new run",
     "report_dir": "pass a new folder, or leave the flag out for no report",
+    "out_dir": "pass a new folder, or leave the flag out for <run>/average-<last>",
     "file": "pass a text file, or leave the flag out to read standard input",
     "out": "pass a .csv, .tsv, .jsonl or .parquet file, or leave the flag out to print them",
 }

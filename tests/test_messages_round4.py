@@ -11,7 +11,7 @@ import pytest
 from bertsent import evaluate as evaluate_mod
 from bertsent import predict as predict_mod
 from bertsent.cli import build_parser, parse_overrides
-from bertsent.config import EvalConfig, PredictConfig, PretrainConfig
+from bertsent.config import AverageConfig, EvalConfig, PredictConfig, PretrainConfig
 from bertsent.errors import UserError
 from bertsent.pretrain import pretrain
 from bertsent.train import Hooks, train
@@ -21,7 +21,8 @@ from tests.test_pretrain import settings as mlm_settings
 
 @pytest.mark.parametrize("cls,prog", [(EvalConfig, "bertsent.evaluate"),
                                       (PredictConfig, "bertsent.predict"),
-                                      (PretrainConfig, "bertsent.pretrain")])
+                                      (PretrainConfig, "bertsent.pretrain"),
+                                      (AverageConfig, "bertsent.average")])
 def test_only_train_offers_and_takes_the_training_presets(cls, prog):
     assert "imdb-full" not in build_parser(cls, prog).format_help()
     with pytest.raises(UserError, match=f"imdb-full is a bertsent.train preset .* not {prog}'s"):

@@ -1,0 +1,99 @@
+"""Checkpoint averaging: its arithmetic, the weights it takes from a checkpoint, and the model
+folder it writes from a real (tiny) run, which evaluate scores."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bertsent.average import evaluated_weights, main, mean_weights
+from bertsent.checkpoint import load_checkpoint
+from bertsent.train import train
+
+
+def test_the_mean_is_equal_weight_and_keeps_integer_buffers_and_dtypes():
+    a = {"w": torch.tensor([1.0, 2.0]), "h": torch.tensor([1.0], dtype=torch.bfloat16),
+         "ids": torch.tensor([0, 1])}
+    b = {"w": torch.tensor([3.0, 6.0]), "h": torch.tensor([3.0], dtype=torch.bfloat16),
+         "ids": torch.tensor([0, 1])}
+    c = {"w": torch.tensor([5.0, 1.0]), "h": torch.tensor([5.0], dtype=torch.bfloat16),
+         "ids": torch.tensor([0, 1])}
+    mean = mean_weights(iter([a, b, c]))
+    assert torch.allclose(mean["w"], torch.tensor([3.0, 3.0]))
+    assert mean["h"].dtype == torch.bfloat16 and mean["h"].item() == 3.0
+    assert torch.equal(mean["ids"], torch.tensor([0, 1]))
+
+
+def test_states_of_different_models_are_refused():
+    with pytest.raises(ValueError, match="different models"):
+        mean_weights([{"w": torch.zeros(2)}, {"v": torch.zeros(2)}])
+    with pytest.raises(ValueError, match="ids differs"):
+        mean_weights([{"ids": torch.tensor([0])}, {"ids": torch.tensor([1])}])
+    with pytest.raises(ValueError, match="no checkpoints"):
+        mean_weights([])
+
+
+def test_a_checkpoint_evaluates_its_ema_average_where_it_kept_one():
+    state = {"model": {"w": torch.zeros(2), "b": torch.ones(1)},
+             "ema": {"names": ["w"], "shadow": [torch.full((2,), 7.0)]}}
+    got = evaluated_weights(state)
+    assert torch.equal(got["w"], torch.full((2,), 7.0)) and torch.equal(got["b"], torch.ones(1))
+    assert torch.equal(evaluated_weights({"model": state["model"], "ema": None})["w"],
+                       torch.zeros(2))
+
+
+def test_averaging_a_tiny_runs_checkpoints_writes_a_model_evaluate_scores(tiny_config,
+                                                                         tmp_path, capsys):
+    train({**tiny_config, "ema": 0.9, "keep_checkpoints": True, "keep_last": 3})
+    run = tmp_path / "ckpt" / "tiny"
+    steps = sorted(p.name for p in run.glob("step-*"))
+    assert steps == ["step-16", "step-20", "step-24"]
+
+    # one checkpoint: exactly the weights the run exported at that (its last) step
+    assert main(["--run", str(run), "--last", "1", "--out-dir", str(tmp_path / "one")]) == 0
+    final, one = load_file(str(run / "final" / "model.safetensors")), load_file(
+        str(tmp_path / "one" / "model.safetensors"))
+    assert final.keys() == one.keys()
+    assert all(torch.equal(final[k], one[k]) for k in final)
+
+    # two: the mean of the two checkpoints' averaged weights
+    assert main(["--run", str(run), "--last", "2"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["averaged_steps"] == [20, 24]
+    two = load_file(str(run / "average-2" / "model.safetensors"))
+    states = [evaluated_weights(load_checkpoint(run / s)) for s in ("step-20", "step-24")]
+    name = "classifier.weight"
+    assert torch.allclose(two[name], (states[0][name] + states[1][name]) / 2)
+    assert not torch.equal(two[name], final[name])
+    meta = json.loads((run / "average-2" / "bertsent.json").read_text())
+    assert meta["metrics"] == {"averaged_steps": [20, 24]}
+
+    # it is a model folder like best/: evaluate scores it on the reviews the run chose on
+    from bertsent.evaluate import main as evaluate
+    assert evaluate(["--model", str(run / "average-2"), "--split", "selection"]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["samples"] == tiny_config["val_samples"] and 0 <= scored["accuracy"] <= 1
+
+    # a second average replaces the first; a trained model's folder is never overwritten
+    assert main(["--run", str(run), "--last", "2"]) == 0
+    assert main(["--run", str(run), "--last", "2", "--out-dir", str(run / "best")]) == 2
+    assert "not an earlier average" in capsys.readouterr().err
+    assert main(["--run", str(run), "--last", "4"]) == 2
+    assert "holds 3 complete step checkpoint(s) and --last asks for 4: pass --last 3" in \
+        capsys.readouterr().err
+
+
+def test_a_run_without_step_checkpoints_or_a_missing_folder_fails_in_one_line(
+        tiny_config, tmp_path, capsys):
+    train({**tiny_config, "epochs": 1})
+    capsys.readouterr()
+    assert main(["--run", str(tmp_path / "ckpt" / "tiny")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--keep-checkpoints --keep-last 4" in err
+    assert main(["--run", str(tmp_path / "nowhere")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main([]) == 2
+    assert "--run is required" in capsys.readouterr().err
+    assert main(["--run", str(tmp_path), "--last", "0"]) == 2
+    assert "--last must be positive" in capsys.readouterr().err
