@@ -47,6 +47,7 @@ from bertsent.runtime import (
     autocast_for,
     pick_device,
     pick_precision,
+    reuse_freed_memory,
     seed_everything,
     use_threads,
 )
@@ -327,6 +328,7 @@ def pretrain(overrides: dict[str, Any], stop_after_step: int | None = None) -> d
         check_head_steps(cfg.head_steps, cfg.max_steps)
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
+        reuse_freed_memory(cfg.reuse_memory and device.type == "cpu")
         if not cfg.run_name:
             cfg.run_name = f"{cfg.model.rstrip('/').rsplit('/', 1)[-1]}-mlm-" \
                            f"{time.strftime('%Y%m%d-%H%M%S')}"

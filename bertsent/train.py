@@ -43,6 +43,7 @@ from bertsent.runtime import (
     keep_matplotlib_in,
     pick_device,
     pick_precision,
+    reuse_freed_memory,
     seed_everything,
     use_threads,
 )
@@ -351,6 +352,7 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
             return finished
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
+        reuse_freed_memory(cfg.reuse_memory and device.type == "cpu")
         dist = stopper.dist = D.setup_distributed(device.type)
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
