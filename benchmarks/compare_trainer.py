@@ -123,7 +123,8 @@ def peak_rss_mib() -> float:
 
 def load_subsets(setup: Setup):
     """The train and test reviews (datasets with text, label) exactly as bertsent picks them."""
-    from bertsent.data import apply_labels, check_split, load_raw, subset_indices
+    from bertsent.data import apply_labels, check_split, subset_indices
+    from bertsent.datafiles import load_raw
     from bertsent.labels import LabelMap
 
     raw = load_raw(setup.data)

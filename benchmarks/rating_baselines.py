@@ -19,7 +19,8 @@ import json
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score
 
-from bertsent.data import load_raw, test_subset
+from bertsent.data import test_subset
+from bertsent.datafiles import load_raw
 
 
 def scores(true: np.ndarray, pred: np.ndarray, classes: list[int]) -> dict:

@@ -15,10 +15,10 @@ from bertsent.data import (
     check_split,
     is_unlabelled,
     pick_splits,
-    read_data,
     subset_indices,
     test_subset,
 )
+from bertsent.datafiles import read_data
 from bertsent.engine import evaluate
 from bertsent.errors import UserError, fail, run_cli
 from bertsent.export import META_FILE, load_exported

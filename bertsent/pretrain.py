@@ -26,7 +26,7 @@ from bertsent import dataid
 from bertsent import distributed as D
 from bertsent.cli import parse_overrides
 from bertsent.config import PretrainConfig
-from bertsent.data import pretraining_texts
+from bertsent.datafiles import pretraining_texts
 from bertsent.engine import NonFiniteError, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.jsonio import strict_json

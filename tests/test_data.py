@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from bertsent.data import check_split, load_raw, subset_indices
+from bertsent.data import check_split, subset_indices
+from bertsent.datafiles import load_raw
 from bertsent.errors import UserError
 from bertsent.tokens import Collator, encode_texts, tokenize, truncate_ids
 from tests.conftest import make_frame
@@ -135,7 +136,7 @@ def test_train_samples_larger_than_split():
 
 
 def test_only_top_level_split_files_and_shards_are_read(tmp_path):
-    from bertsent.data import load_raw
+    from bertsent.datafiles import load_raw
     from tests.conftest import make_frame
 
     frame = make_frame(10, 1)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from bertsent import evaluate as evaluate_mod
 from bertsent.config import EvalConfig
-from bertsent.data import load_raw
+from bertsent.datafiles import load_raw
 from bertsent.errors import UserError
 from bertsent.train import Hooks, train
 from tests.conftest import make_frame
@@ -179,7 +179,7 @@ def test_an_older_models_missing_data_says_where_it_was_looked_for(two_places, m
     """A model exported before identities were recorded knows its data by the string only:
     from another folder, that string is neither a folder nor a hub dataset, and the line says
     it came from the model and where it was looked for (not 'hub connection failed')."""
-    import bertsent.data
+    import bertsent.datafiles
 
     a, _, settings = two_places
     train({**settings, "run_name": "run"})
@@ -190,7 +190,7 @@ def test_an_older_models_missing_data_says_where_it_was_looked_for(two_places, m
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    monkeypatch.setattr(bertsent.data, "_load_hub", lambda data: bertsent.data.fail(
+    monkeypatch.setattr(bertsent.datafiles, "_load_hub", lambda data: bertsent.datafiles.fail(
         f"cannot load dataset '{data}' from the Hugging Face hub (ConnectionError): pass a "
         "local --data folder"))
     with pytest.raises(UserError, match=r"the data 'data/small' recorded in model .* is neither "
@@ -204,7 +204,7 @@ def test_hub_data_is_known_by_its_id_and_revision():
     from datasets import DatasetDict
 
     from bertsent import dataid
-    from bertsent.data import _hub_revision
+    from bertsent.datafiles import _hub_revision
 
     cached = SimpleNamespace(cache_files=[{"filename": "/c/org___imdb/plain_text/0.0.0/"
                                                        "e6281661ce1c/imdb-train.arrow"}])

@@ -14,7 +14,8 @@ from datasets import Dataset, DatasetDict
 
 from bertsent import evaluate
 from bertsent.config import EvalConfig
-from bertsent.data import check_split, is_unlabelled, load_raw, pick_splits
+from bertsent.data import check_split, is_unlabelled, pick_splits
+from bertsent.datafiles import load_raw
 from bertsent.errors import UserError
 from bertsent.labels import LabelMap, as_written
 from bertsent.metrics import compute_metrics

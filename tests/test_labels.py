@@ -191,7 +191,7 @@ def _ds(labels):
 
 
 def test_validation_files_and_hub_splits_are_found(tmp_path, monkeypatch):
-    from bertsent import data as data_module
+    from bertsent import datafiles as data_module
 
     folder = tmp_path / "csv"
     folder.mkdir()

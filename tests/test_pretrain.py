@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM
 
 from bertsent import checkpoint as ckpt
-from bertsent.data import pretraining_texts
+from bertsent.datafiles import pretraining_texts
 from bertsent.errors import UserError
 from bertsent.pretrain import pretrain
 from bertsent.runtime import seed_everything
