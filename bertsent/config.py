@@ -139,8 +139,9 @@ class TrainConfig:
     num_workers: int = _f(0, "DataLoader worker processes")
     threads: int | None = _f(None, "CPU threads torch uses (default: torch's choice, one per "
                              "core)")
-    reuse_memory: bool = _f(True, "keep the memory a step frees for the next one (glibc on "
-                            "Linux) instead of having the kernel map and zero it again")
+    reuse_memory: bool = _f(True, "on CPU, keep the memory a step frees for the next one "
+                            "(glibc on Linux) instead of having the kernel map and zero it "
+                            "again")
     # outputs
     run_name: str | None = _f(None, "name of the run (default: <model>-<timestamp>)")
     runs_dir: str = _f("runs", "TensorBoard log root")
@@ -277,8 +278,9 @@ class PretrainConfig:
     precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
                         choices=PRECISIONS)
     threads: int | None = _f(None, "CPU threads torch uses (default: one per core)")
-    reuse_memory: bool = _f(True, "keep the memory a step frees for the next one (glibc on "
-                            "Linux) instead of having the kernel map and zero it again")
+    reuse_memory: bool = _f(True, "on CPU, keep the memory a step frees for the next one "
+                            "(glibc on Linux) instead of having the kernel map and zero it "
+                            "again")
     run_name: str | None = _f(None, "name of the run (default: <model>-mlm-<timestamp>)")
     runs_dir: str = _f("runs", "TensorBoard log root")
     checkpoint_dir: str = _f("checkpoints", "checkpoint root; the model is written to "
