@@ -23,9 +23,8 @@ from bertsent.cli import parse_overrides
 from bertsent.config import AverageConfig, from_mapping
 from bertsent.dataid import recorded_location
 from bertsent.errors import fail, run_cli
-from bertsent.export import META_FILE, load_trained, read_meta, save_model
+from bertsent.export import META_FILE, load_exported, read_meta, save_model
 from bertsent.jsonio import strict_json
-from bertsent.model import load_tokenizer
 from bertsent.runfolder import relative_path
 
 
@@ -110,8 +109,8 @@ def run(cfg: AverageConfig) -> dict[str, Any]:
     chosen = chosen_checkpoints(folder, cfg.last)
     source = exported_model(folder)
     out = output_folder(cfg, folder)
-    meta = read_meta(str(source))
-    model = load_trained(str(source))
+    loaded = load_exported(str(source), torch.device("cpu"))  # evaluate's and predict's loader
+    model = loaded.model
     try:
         average = mean_weights(evaluated_weights(load_checkpoint(p)) for p in chosen)
         missing, unexpected = model.load_state_dict(average, strict=False)
@@ -122,12 +121,11 @@ def run(cfg: AverageConfig) -> dict[str, Any]:
         fail(f"the checkpoints in {folder} do not fit {source}'s model "
              f"({(missing + unexpected)[:3]}): pass a folder that holds one run")
     steps = [step_of(p) for p in chosen]
-    identity = meta.get("data_identity")
+    identity = loaded.meta.get("data_identity")
     if identity and identity.get("kind") == "folder":
         identity = {**identity, "location": recorded_location(identity, source.resolve())}
-    names = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    save_model(out, model, load_tokenizer(str(source)), meta["config"],
-               {"averaged_steps": steps}, names, identity)
+    save_model(out, model, loaded.tokenizer, loaded.meta["config"], {"averaged_steps": steps},
+               loaded.names, identity)
     return {"model_dir": relative_path(out), "averaged_steps": steps,
             "evaluate": f"python -m bertsent.evaluate --model {relative_path(out)} "
                         "--split selection"}
