@@ -47,6 +47,17 @@ def batches_by_tokens(lengths: np.ndarray, budget: int) -> list[list[int]]:
     return longest_first(lengths, len(lengths), budget, multiple=1)
 
 
+def test_sample(data: str, samples: int, tokenizer, max_length: int
+                ) -> tuple[list[np.ndarray], np.ndarray]:
+    """`samples` test reviews drawn with seed 43 (the same ones in every benchmark that uses
+    this), as head+tail token ids, and their labels."""
+    table = pq.read_table(Path(data) / "test.parquet", columns=["text", "label"])
+    rows = np.random.default_rng(43).permutation(table.num_rows)[:samples]
+    texts = [table.column("text")[int(i)].as_py() for i in rows]
+    ids = [np.asarray(x) for x in encode_texts(texts, tokenizer, max_length, "head+tail")]
+    return ids, table.column("label").to_numpy()[rows]
+
+
 def score(model, ids, batches, collate, autocast) -> tuple[np.ndarray, float]:
     probs = np.zeros((len(ids), 2), np.float32)
     start = time.perf_counter()
@@ -77,12 +88,8 @@ def main() -> None:
                         "test split")
     args = parser.parse_args()
     use_threads(args.threads)
-    table = pq.read_table(Path(args.data) / "test.parquet", columns=["text", "label"])
-    chosen_rows = np.random.default_rng(43).permutation(table.num_rows)[: args.samples]
-    texts = [table.column("text")[int(i)].as_py() for i in chosen_rows]
-    labels = table.column("label").to_numpy()[chosen_rows]
     tokenizer = load_tokenizer(args.model)
-    ids = [np.asarray(x) for x in encode_texts(texts, tokenizer, args.max_length, "head+tail")]
+    ids, labels = test_sample(args.data, args.samples, tokenizer, args.max_length)
     lengths = np.array([len(x) for x in ids])
     bf16 = cpu_has_bf16()
     torch.manual_seed(0)

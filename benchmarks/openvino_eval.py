@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
+from eval_levers import test_sample  # this folder: the same reviews as eval_levers.py
 
 from bertsent.export import load_trained
 from bertsent.model import load_tokenizer
 from bertsent.runtime import use_threads
 from bertsent.sampling import longest_first
-from bertsent.tokens import Collator, encode_texts
+from bertsent.tokens import Collator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -44,12 +44,8 @@ def main() -> None:
     import openvino as ov
 
     use_threads(args.threads)
-    table = pq.read_table(Path(args.data) / "test.parquet", columns=["text", "label"])
-    rows = np.random.default_rng(43).permutation(table.num_rows)[: args.samples]
-    texts = [table.column("text")[int(i)].as_py() for i in rows]
-    labels = table.column("label").to_numpy()[rows]
     tokenizer = load_tokenizer(args.model)
-    ids = [np.asarray(x) for x in encode_texts(texts, tokenizer, args.max_length, "head+tail")]
+    ids, labels = test_sample(args.data, args.samples, tokenizer, args.max_length)
     batches = longest_first(np.array([len(x) for x in ids]), 64, 4096, 8)
     collate = Collator(tokenizer.pad_token_id or 0, 8, args.max_length)
     inputs = [collate([(i, ids[i], 0) for i in b]) for b in batches]
