@@ -43,9 +43,12 @@ def mean_weights(states: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.T
     tensor's own dtype), one state in memory at a time; other tensors (integer buffers) must
     be the same in every state."""
     total: dict[str, torch.Tensor] = {}
+    dtypes: dict[str, torch.dtype] = {}
     count = 0
     for state in states:
-        if count and state.keys() != total.keys():
+        if not count:
+            dtypes = {name: tensor.dtype for name, tensor in state.items()}
+        elif state.keys() != total.keys():
             raise ValueError("the checkpoints hold different models")
         for name, tensor in state.items():
             if not tensor.is_floating_point():
@@ -56,7 +59,6 @@ def mean_weights(states: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.T
                 total[name] += tensor.double()
             else:
                 total[name] = tensor.double()
-        dtypes = {name: tensor.dtype for name, tensor in state.items()}
         count += 1
     if not count:
         raise ValueError("no checkpoints to average")
