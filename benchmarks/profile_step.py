@@ -1,10 +1,11 @@
 """Where one bertsent training step spends its time, and the attention kernels compared.
 
 One optimizer step of MiniLM-L6 (bf16 autocast, or fp32 with --precision fp32 on CPUs without
-native bf16; dropout 0, fused AdamW, gradient clipping) on a batch of 8 x 256 tokens with 30
-padding tokens per row, as bertsent runs it; then a
-torch.profiler table of the top operators, then samples/s with SDPA's default (flash) kernel,
-SDPA's math backend and eager attention, with and without frozen word embeddings.
+native bf16; dropout 0, fused AdamW, gradient clipping, `--attention auto`) on a batch of
+8 x 256 tokens with 30 padding tokens per row, as bertsent runs it; then a torch.profiler table
+of the top operators, then samples/s with SDPA's default (flash) kernel, SDPA's math backend,
+eager attention and the attention written out as matmuls (bertsent.attention), with and
+without frozen word embeddings.
 
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py     # about 2 minutes
     OMP_NUM_THREADS=1 python benchmarks/profile_step.py --precision fp32   # AVX2-only CPUs
@@ -22,6 +23,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForSequenceClassification
+
+from bertsent.attention import use_attention
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -58,9 +61,12 @@ def samples_per_second(step, batch: int, reps: int = 4) -> float:
 
 
 def load(model: str, attn: str):
+    """attn: eager, sdpa, or bertsent's --attention auto/matmul over SDPA."""
     m = AutoModelForSequenceClassification.from_pretrained(
-        model, num_labels=2, attn_implementation=attn, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0)
+        model, num_labels=2, attn_implementation="eager" if attn == "eager" else "sdpa",
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    if attn in ("auto", "matmul"):
+        use_attention(m, attn)
     return m.train()
 
 
@@ -71,14 +77,15 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
     args = parser.parse_args()
-    model = load(args.model, "sdpa")
+    model = load(args.model, "auto")  # as bertsent trains
     step = make_step(model, args.batch, args.length, precision=args.precision)
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12,
                                     max_name_column_width=55))
-    for attn, backend in (("sdpa", None), ("sdpa", SDPBackend.MATH), ("eager", None)):
+    for attn, backend in (("sdpa", None), ("sdpa", SDPBackend.MATH), ("eager", None),
+                          ("matmul", None)):
         model = load(args.model, attn)
         for freeze in (False, True):
             model.get_input_embeddings().weight.requires_grad_(not freeze)

@@ -14,6 +14,7 @@ from typing import Any
 from bertsent.errors import fail
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ATTENTIONS = ("auto", "sdpa", "matmul")  # a training step's attention (bertsent/attention.py)
 TRAINED_PRECISIONS = ("fp32", "bf16", "fp16")  # a saved model's outputs: no auto
 TRUNCATIONS = ("head", "tail", "head+tail")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -28,6 +29,12 @@ MAX_NAME_BYTES = 200  # a run name's limit: file systems allow 255; temporary na
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
     return field(default=default, metadata={"help": help, **kw})
+
+
+_ATTENTION_HELP = ("attention in training steps: auto writes it out as batched matmuls for "
+                   "bf16/fp16 steps on a CPU (the fused SDPA backward is slow there) and uses "
+                   "SDPA elsewhere; matmul always writes it out; sdpa never. Passes without "
+                   "a gradient always use SDPA")
 
 
 def parse_label_list(value: Any) -> list[str] | None:
@@ -117,8 +124,7 @@ class TrainConfig:
     max_steps: int | None = _f(None, "stop after this many optimizer steps (sets the schedule)")
     freeze_embeddings: bool = _f(False, "do not train the word embeddings")
     dropout: float | None = _f(0.0, "dropout probability for the whole model (none: keep the "
-                               "model's own); 0 trains better in one epoch and enables the "
-                               "fused attention kernel")
+                               "model's own); 0 trains better in one epoch, and faster")
     ema: float | None = _f(None, "decay of an exponential moving average of the weights, "
                            "evaluated and exported in place of the raw weights (e.g. 0.999; "
                            "default: off)")
@@ -136,6 +142,7 @@ class TrainConfig:
     precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
                         choices=PRECISIONS)
     compile: bool = _f(False, "torch.compile the model (sequence lengths are bucketed)")
+    attention: str = _f("auto", _ATTENTION_HELP, choices=ATTENTIONS)
     num_workers: int = _f(0, "DataLoader worker processes")
     threads: int | None = _f(None, "CPU threads torch uses (default: torch's choice, one per "
                              "core)")
@@ -277,6 +284,7 @@ class PretrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
                         choices=PRECISIONS)
+    attention: str = _f("auto", _ATTENTION_HELP, choices=ATTENTIONS)
     threads: int | None = _f(None, "CPU threads torch uses (default: one per core)")
     reuse_memory: bool = _f(True, "on CPU, keep the memory a step frees for the next one "
                             "(glibc on Linux) instead of having the kernel map and zero it "

@@ -24,6 +24,7 @@ import torch
 from bertsent import checkpoint as ckpt
 from bertsent import dataid
 from bertsent import distributed as D
+from bertsent.attention import use_attention
 from bertsent.cli import parse_overrides
 from bertsent.config import PretrainConfig
 from bertsent.datafiles import pretraining_texts
@@ -63,7 +64,7 @@ RULES = Rules(PretrainConfig,
                       "weight_decay", "warmup_ratio", "max_grad_norm", "val_samples",
                       "group_by_length", "seed"),
               safe=("eval_every", "save_every", "log_every", "keep_last", "precision",
-                    "device", "cache_dir"),
+                    "attention", "device", "cache_dir"),
               module="bertsent.pretrain")
 META_FILE = "bertsent-pretrain.json"  # the settings and held-out losses, beside the model
 
@@ -151,6 +152,7 @@ def setup_model(cfg: PretrainConfig, device: torch.device) -> torch.nn.Module:
         fail(f"{cfg.model} is not a BERT-style model (no masked-LM head to train): pass a "
              "BERT-family model")
     check_max_length(model, cfg.max_length, cfg.model)
+    use_attention(model, cfg.attention)
     return model.to(device)
 
 

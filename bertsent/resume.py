@@ -28,7 +28,7 @@ UNSAFE = ("model", "data", "runs_dir", "text_column", "label_column", "num_label
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("test_samples", "eval_batch_size", "eval_tokens", "patience", "eval_every",
         "save_every", "log_every", "keep_last", "sanity_eval_batches", "precision", "compile",
-        "device", "num_workers", "skip_nonfinite", "cache_dir", "test")
+        "attention", "device", "num_workers", "skip_nonfinite", "cache_dir", "test")
 # Settings that name a place: a checkpoint records the working folder it was written from, and
 # a resume resolves them from there, whatever folder it is started in.
 PATHS = ("model", "data", "runs_dir", "cache_dir")

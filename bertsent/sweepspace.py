@@ -40,7 +40,7 @@ NOT_SEARCHED = {  # setting: why a space may not search it
     "seed": "seeds are --seeds (each configuration runs that many times) from --seed on",
     "test": "trials never read the test split; --final scores the best configuration on it",
     **dict.fromkeys(("device", "precision", "compile", "num_workers", "threads",
-                     "eval_batch_size", "eval_tokens", "reuse_memory"), _MACHINE),
+                     "eval_batch_size", "eval_tokens", "reuse_memory", "attention"), _MACHINE),
     **dict.fromkeys(("data", "text_column", "label_column", "labels", "num_labels",
                      "val_samples", "test_samples", "select_metric", "eval_every",
                      "sanity_eval_batches"), _MEASURE),

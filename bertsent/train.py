@@ -21,6 +21,7 @@ import torch
 
 from bertsent import checkpoint as ckpt
 from bertsent import distributed as D
+from bertsent.attention import use_attention
 from bertsent.cli import parse_overrides
 from bertsent.config import LOWER_IS_BETTER, TrainConfig
 from bertsent.data import Splits, labelled_splits, subset_indices
@@ -146,6 +147,7 @@ def setup_model(cfg: TrainConfig, device: torch.device, labels: LabelMap):
     check_max_length(model, cfg.max_length, cfg.model)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    use_attention(model, cfg.attention)
     return tokenizer, model.to(device)
 
 
