@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -29,6 +30,9 @@ UNSAFE = ("model", "data", "runs_dir", "text_column", "label_column", "num_label
 SAFE = ("test_samples", "eval_batch_size", "eval_tokens", "patience", "eval_every",
         "save_every", "log_every", "keep_last", "sanity_eval_batches", "precision", "compile",
         "attention", "device", "num_workers", "skip_nonfinite", "cache_dir", "test")
+# Settings that arrived with a change of behaviour: a checkpoint written before one of them ran
+# with this value, not with the setting's default (until --attention, training steps used SDPA).
+PREDATED = {"attention": "sdpa"}
 # Settings that name a place: a checkpoint records the working folder it was written from, and
 # a resume resolves them from there, whatever folder it is started in.
 PATHS = ("model", "data", "runs_dir", "cache_dir")
@@ -79,6 +83,13 @@ def folder_entry(run_folder: Path) -> str | None:
     return entry_by_settings(config)
 
 
+def as_written(config: dict[str, Any], cls: type) -> dict[str, Any]:
+    """A checkpoint's settings under their current names, with what a checkpoint older than a
+    PREDATED setting ran with (so that resuming it continues exactly as it ran)."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    return {**{k: v for k, v in PREDATED.items() if k in known}, **canonical(config)}
+
+
 def anchored(saved: dict[str, Any], origin: str | None) -> dict[str, Any]:
     """The checkpoint's settings with their relative paths resolved from the folder the run
     was started in, and written relative to this one (a hub id stays as it is): the same
@@ -111,7 +122,8 @@ def differences(saved: dict[str, Any], saved_world: int, cfg: Any, world: int,
                 rules: Rules = TRAIN, by_content: tuple[str, ...] = ()
                 ) -> tuple[list[str], list[str]]:
     """(unsafe, safe) differences as 'name: saved -> now' strings. A setting that a checkpoint
-    predates (e.g. class_weights) counts as its default, which is what that run used. Paths
+    predates (e.g. class_weights) counts as its default, which is what that run used (a
+    PREDATED one, as_written: what it ran with). Paths
     are compared by the folder they name; `by_content` settings (the data, when the
     checkpoint has its identity) are compared by what they hold, once read."""
     now = cfg.to_dict()
@@ -204,7 +216,7 @@ def resolve_resume(overrides: dict[str, Any], rules: Rules = TRAIN) -> tuple[Any
         fail(f"--run-name {given} names another run than the checkpoint {folder} (run "
              f"{run_folder.name}): a resumed run continues in its checkpoint's folder; drop "
              "--run-name or pass that run's name")
-    saved = anchored(canonical(state["config"]), state.get("origin"))
+    saved = anchored(as_written(state["config"], rules.cls), state.get("origin"))
     identity = state.get("data_identity")
     merged = {**saved, **canonical(overrides), "run_name": run_folder.name,
               "checkpoint_dir": same_or_relative(cfg.checkpoint_dir, run_folder.parent)}

@@ -11,6 +11,8 @@ from transformers import AutoModelForSequenceClassification
 from transformers.masking_utils import bidirectional_mask_function, causal_mask_function
 
 import bertsent.attention as attention
+from bertsent.config import TrainConfig
+from bertsent.resume import as_written, differences
 from bertsent.train import train
 
 
@@ -112,3 +114,11 @@ def test_a_bf16_run_trains_with_either_attention_and_exports_a_plain_model(tiny_
     best = Path(tiny_config["checkpoint_dir"]) / "tiny" / "best"
     config = json.loads((best / "config.json").read_text())
     assert not any("attn" in key for key in config)  # transformers.pipeline loads it as is
+
+
+def test_a_checkpoint_older_than_the_setting_resumes_with_the_sdpa_it_ran():
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "attention"}
+    assert as_written(old, TrainConfig)["attention"] == "sdpa"
+    assert as_written({**old, "attention": "auto"}, TrainConfig)["attention"] == "auto"
+    unsafe, safe = differences(as_written(old, TrainConfig), 1, TrainConfig(), 1)
+    assert unsafe == [] and safe == ["attention: 'sdpa' -> 'auto'"]  # needs --resume-force

@@ -1,6 +1,7 @@
 """Whole training runs on the tiny model: outputs, checkpoints, and exact resume."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -60,6 +61,9 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, tmp_path,
     full = train({**base, "run_name": "full"})
     part = train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=stop_after))
     assert part["interrupted"] and part["step"] == stop_after
+    # A resume is a new process in practice. In one process, two TensorBoard event files of
+    # the same second are ordered by the writer's counter read as text ('10' < '9').
+    time.sleep(1.05)
     rest = train({**base, "run_name": "cut", "resume": "latest"})
     assert part["history"] + rest["history"] == full["history"]  # the same losses, every step
     root = tmp_path / "ckpt"
