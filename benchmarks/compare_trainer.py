@@ -10,7 +10,8 @@ Three runs, each in its own subprocess (so that its peak RSS is its own):
   or ``group_by_length=True`` on older transformers), bf16 autocast where the CPU has native
   bf16, bertsent's default lr and warmup ratio, eval batch 64.
 * ``bertsent`` -- ``bertsent.train.train`` with its defaults (batch 8, lr 1e-4, head+tail
-  truncation, length-grouped batches, precision auto, evaluation batches of at most
+  truncation, length-grouped batches, precision auto, attention written out as matmuls in
+  bf16 training steps on a CPU (``--attention auto``), evaluation batches of at most
   64 reviews and 4,096 tokens, scored with bf16 weights where bf16 is native).
 
 All three train on the same shuffled reviews and report on the same shuffled test reviews:
