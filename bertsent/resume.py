@@ -153,6 +153,9 @@ def check_compatible(saved: dict[str, Any], saved_world: int, cfg: Any, world: i
     if safe and not cfg.resume_force:
         fail("the checkpoint was made with other settings (" + "; ".join(safe)
              + "): pass --resume-force to resume with the new ones")
+    if safe:  # forced: said once, so that the run's log records what changed where
+        print("note: resuming with other settings than the checkpoint's (" + "; ".join(safe)
+              + "), as --resume-force allows", file=sys.stderr)
 
 
 class RunFinished(Exception):

@@ -76,7 +76,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tiny_config, tmp_path,
     assert steps == sorted(set(steps)) == list(range(1, full["steps"] + 1))
 
 
-def test_resume_refuses_other_settings(tiny_config):
+def test_resume_refuses_other_settings(tiny_config, capsys):
     train({**tiny_config, "epochs": 1}, hooks=Hooks(stop_after_step=4))
     with pytest.raises(UserError, match="max_length: 48 -> 32"):
         train({**tiny_config, "epochs": 1, "max_length": 32, "resume": "latest"})
@@ -85,6 +85,8 @@ def test_resume_refuses_other_settings(tiny_config):
     result = train({**tiny_config, "epochs": 1, "eval_batch_size": 4, "resume": "latest",
                     "resume_force": True})
     assert result["steps"] == 12
+    assert "note: resuming with other settings than the checkpoint's (eval_batch_size: 16 -> 4)" \
+        in capsys.readouterr().err
 
 
 def test_existing_run_is_not_overwritten(tiny_config, tmp_path):
