@@ -1,7 +1,8 @@
 """Where one bertsent training step spends its time, and the attention kernels compared.
 
 One optimizer step of MiniLM-L6 (bf16 autocast, or fp32 with --precision fp32 on CPUs without
-native bf16; dropout 0, fused AdamW, gradient clipping, `--attention auto`) on a batch of
+native bf16; dropout 0, fused AdamW, gradient clipping, `--attention auto`, freed memory
+reused) on a batch of
 8 x 256 tokens with 30 padding tokens per row, as bertsent runs it; then a torch.profiler table
 of the top operators, then samples/s with SDPA's default (flash) kernel, SDPA's math backend,
 eager attention and the attention written out as matmuls (bertsent.attention), with and
@@ -25,6 +26,7 @@ from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForSequenceClassification
 
 from bertsent.attention import use_attention
+from bertsent.runtime import reuse_freed_memory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
@@ -76,7 +78,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16")
+    parser.add_argument("--no-reuse-memory", action="store_true",
+                        help="glibc's defaults: every large block mapped and zeroed afresh")
     args = parser.parse_args()
+    reuse_freed_memory(not args.no_reuse_memory)  # as bertsent's CPU runs do
     model = load(args.model, "auto")  # as bertsent trains
     step = make_step(model, args.batch, args.length, precision=args.precision)
     step()
