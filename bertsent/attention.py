@@ -2,10 +2,10 @@
 follows, SDPA's fused kernel everywhere else.
 
 PyTorch's CPU flash-attention backward is slow at BERT's small heads (MiniLM: 12 heads of 32):
-on a CPU with AMX it took a third of a bf16 training step, about 1 GFLOP in 50-70 ms a layer,
+on a CPU with AMX it took 38-42% of a bf16 training step, about 1.6 GFLOP in 50-70 ms a layer,
 far below the matmul rate. Written out as `softmax(q k^T + bias) v` in the activations' bf16,
 autograd runs the backward as four batched matmuls and a softmax backward (docs/performance.md:
-x1.2-1.4 a step). The forward alone is faster in the fused kernel, so evaluation and every
+x1.2-1.5 a step). The forward alone is faster in the fused kernel, so evaluation and every
 pass without a gradient keep SDPA; fp32 steps keep it too (the written-out form is no faster
 there). The numbers are those of HF's eager attention under autocast (bf16 scores, the
 softmax accumulated in fp32), with the probabilities kept in bf16 instead of fp32.
