@@ -34,6 +34,8 @@ LEVERS: list[tuple[str, list[str]]] = [
     ("+ freed memory reused (no page faults)",
      ["--precision", "bf16", "--dropout", "0", "--attention", "sdpa"]),
     ("+ attention written out as matmuls", ["--precision", "bf16", "--dropout", "0"]),
+    ("+ sparse word-embedding updates (lazy AdamW)",
+     ["--precision", "bf16", "--dropout", "0", "--sparse-embeddings"]),
     ("+ frozen word embeddings (half the AdamW update)",
      ["--precision", "bf16", "--dropout", "0", "--freeze-embeddings"]),
 ]

@@ -123,6 +123,8 @@ class TrainConfig:
     max_grad_norm: float = _f(1.0, "clip the global gradient norm to this (0 disables)")
     max_steps: int | None = _f(None, "stop after this many optimizer steps (sets the schedule)")
     freeze_embeddings: bool = _f(False, "do not train the word embeddings")
+    sparse_embeddings: bool = _f(False, "update only the word-embedding rows a step uses (lazy "
+                                 "AdamW: unused rows keep their moments; faster on a CPU)")
     dropout: float | None = _f(0.0, "dropout probability for the whole model (none: keep the "
                                "model's own); 0 trains better in one epoch, and faster")
     ema: float | None = _f(None, "decay of an exponential moving average of the weights, "
@@ -177,6 +179,9 @@ class TrainConfig:
         if self.labels and self.num_labels is not None and len(self.labels) != self.num_labels:
             fail(f"--labels lists {len(self.labels)} labels but --num-labels is "
                  f"{self.num_labels}: omit --num-labels or make them agree")
+        if self.freeze_embeddings and self.sparse_embeddings:
+            fail("--sparse-embeddings updates the word embeddings that --freeze-embeddings "
+                 "keeps fixed: pass one of them")
         return self
 
     def to_dict(self) -> dict[str, Any]:

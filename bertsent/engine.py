@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from bertsent.metrics import compute_metrics, expected_calibration_error, softmax
 from bertsent.optim import set_lr
 from bertsent.runtime import AutocastFactory, out_of_memory_is_one_line
+from bertsent.sparse import clip_grad_norm
 from bertsent.tracking import Meter
 
 
@@ -86,8 +87,8 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if scaler:
         scaler.unscale_(optimizer)
     params = [p for g in optimizer.param_groups for p in g["params"]]
-    grad_norm = torch.nn.utils.clip_grad_norm_(
-        params, max_grad_norm if max_grad_norm > 0 else float("inf")).item()
+    grad_norm = clip_grad_norm(params, max_grad_norm if max_grad_norm > 0 else float("inf")
+                               ).item()
     finite = math.isfinite(mean_loss) and (scaler is not None or math.isfinite(grad_norm))
     if not finite and not skip_nonfinite:
         optimizer.zero_grad(set_to_none=True)

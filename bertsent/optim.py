@@ -7,6 +7,8 @@ import re
 
 import torch
 
+from bertsent.sparse import SparseRowsAdamW
+
 
 def lr_at(step: int, *, base_lr: float, warmup_steps: int, total_steps: int) -> float:
     """Learning rate for the update that takes the optimizer from `step` to `step + 1`.
@@ -76,12 +78,13 @@ def param_groups(model: torch.nn.Module, weight_decay: float,
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
                     device: torch.device, head_lr_mult: float = 1.0,
                     layer_lr_decay: float = 1.0) -> torch.optim.AdamW:
-    """Fused AdamW (one kernel over all parameters) where this torch has it for the device."""
+    """Fused AdamW (one kernel over all parameters) where this torch has it for the device;
+    row-sparse gradients (`--sparse-embeddings`) get lazy AdamW on their rows."""
     groups = param_groups(model, weight_decay, head_lr_mult, layer_lr_decay)
     try:
-        return torch.optim.AdamW(groups, lr=lr, fused=True)
+        return SparseRowsAdamW(groups, lr=lr, fused=True)
     except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, lr=lr, foreach=device.type != "cpu" or None)
+        return SparseRowsAdamW(groups, lr=lr, foreach=device.type != "cpu" or None)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -24,8 +24,8 @@ from bertsent.runfolder import METRICS, is_finished, relative_path
 UNSAFE = ("model", "data", "runs_dir", "text_column", "label_column", "num_labels", "labels",
           "max_length", "truncation", "train_samples", "val_samples", "seed", "group_by_length",
           "epochs", "lr", "weight_decay", "warmup_ratio", "max_grad_norm", "max_steps",
-          "freeze_embeddings", "grad_accum", "dropout", "head_lr_mult", "class_weights",
-          "layer_lr_decay", "select_metric", "ema")
+          "freeze_embeddings", "sparse_embeddings", "grad_accum", "dropout", "head_lr_mult",
+          "class_weights", "layer_lr_decay", "select_metric", "ema")
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("test_samples", "eval_batch_size", "eval_tokens", "patience", "eval_every",
         "save_every", "log_every", "keep_last", "sanity_eval_batches", "precision", "compile",

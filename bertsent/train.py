@@ -50,6 +50,7 @@ from bertsent.runtime import (
 )
 from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
+from bertsent.sparse import use_sparse_embeddings
 from bertsent.summary import describe_labels, run_summary, scores, tidy, validation_line
 from bertsent.tokens import Collator, EncodedDataset, eval_loader, tokenize
 from bertsent.tracking import RunLogger, StepMeter
@@ -147,6 +148,8 @@ def setup_model(cfg: TrainConfig, device: torch.device, labels: LabelMap):
     check_max_length(model, cfg.max_length, cfg.model)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
+    elif cfg.sparse_embeddings:
+        use_sparse_embeddings(model)
     use_attention(model, cfg.attention)
     return tokenizer, model.to(device)
 
