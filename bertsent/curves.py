@@ -2,7 +2,8 @@
 
 Reads the event files of one run folder (all of them, so a resumed run draws as one) and draws
 the training loss (the mean over each logging window) and the validation accuracy against the
-optimizer step. Any run can be redrawn the same way, which is how README's picture is made.
+optimizer step; for a pre-training run, which has no accuracy, the held-out loss beside the
+training loss. Any run can be redrawn the same way, which is how README's picture is made.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from bertsent.errors import fail, run_cli
 
-LOSS, ACCURACY = "train/loss", "val/accuracy"
+LOSS, ACCURACY, VAL_LOSS = "train/loss", "val/accuracy", "val/loss"
 # What matplotlib says about fonts and layout while drawing: a class name in a script the font
 # lacks is drawn as boxes, a long one squeezes the margins. The picture is still written, so
 # these lines are noise on a successful run's stderr. Exceptions are untouched.
@@ -95,6 +96,11 @@ def draw(series: dict[str, list[tuple[int, float]]], title: str, out: str,
             right.plot(vsteps, acc, "o-", color="tab:orange", label="validation accuracy")
             right.set_ylabel("validation accuracy", color="tab:orange")
             handles += right.get_lines()
+        elif series.get(VAL_LOSS):
+            vsteps, held = zip(*series[VAL_LOSS], strict=True)
+            handles += left.plot(vsteps, held, "o-", color="tab:orange",
+                                 label="held-out loss (validation)")
+            left.set_ylabel("loss", color="black")
         left.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
                     fontsize=8, frameon=False)
         left.set_title(title, fontsize=10)
@@ -140,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def entry() -> int:
         out = out_path(args.out)
-        series = read_scalars(args.log_dir, (LOSS, ACCURACY))
+        series = read_scalars(args.log_dir, (LOSS, ACCURACY, VAL_LOSS))
         draw(series, args.title or Path(args.log_dir.rstrip("/")).name, out, args.smooth)
         print(out)
         return 0

@@ -211,3 +211,20 @@ def test_precision_recall_pictures_name_their_class_not_positive_label_one():
         ax = fig.axes[0]
         assert "Positive label" not in ax.get_xlabel() + ax.get_ylabel()
         plt.close(fig)
+
+
+def test_curves_of_a_pretraining_run_draw_its_held_out_loss(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    with SummaryWriter(str(tmp_path / "mlm")) as writer:
+        for step in range(1, 31):
+            writer.add_scalar("train/loss", 10.0 / step, step)
+        for step in (10, 20, 30):
+            writer.add_scalar("val/loss", 5.0 / step, step)
+    drawn: list[str] = []
+    save = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (
+        drawn.extend(line.get_label() for ax in fig.axes for line in ax.get_lines()),
+        save(fig, *a, **k))[1])
+    assert curves_main([str(tmp_path / "mlm"), "--out", str(tmp_path / "mlm.png")]) == 0
+    assert "held-out loss (validation)" in drawn and len(drawn) == 3
