@@ -85,3 +85,17 @@ def test_interrupted_two_process_run_resumes_with_two_or_one(single, tmp_path, r
     if resume_nproc == 1:
         assert "written by 2 processes, resumed by 1" in rest.stderr
     assert_close(final_weights(tmp, "one"), final_weights(tmp_path, "cut"))
+
+
+def test_sparse_embeddings_two_processes_match_one(tiny_model_dir, tiny_data_dir, tmp_path):
+    """DDP all-reduces a row-sparse gradient too: --sparse-embeddings trains the same on two
+    processes as on one with the same global batch."""
+    cfg = tiny_settings(tiny_model_dir, tiny_data_dir, tmp_path)
+    results = {}
+    for name, nproc, batch in (("one", 1, 8), ("two", 2, 4)):
+        proc = run(cfg, tmp_path, name, nproc, batch, extra=("--sparse-embeddings",))
+        assert proc.returncode == 0, proc.stderr
+        results[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert results["two"]["accuracy"] == results["one"]["accuracy"]
+    start = load_file(str(cfg_model(cfg) / "model.safetensors"))
+    assert_close(final_weights(tmp_path, "one"), final_weights(tmp_path, "two"), start)
