@@ -179,9 +179,12 @@ class TrainConfig:
         if self.labels and self.num_labels is not None and len(self.labels) != self.num_labels:
             fail(f"--labels lists {len(self.labels)} labels but --num-labels is "
                  f"{self.num_labels}: omit --num-labels or make them agree")
-        if self.freeze_embeddings and self.sparse_embeddings:
+        if self.sparse_embeddings and self.freeze_embeddings:
             fail("--sparse-embeddings updates the word embeddings that --freeze-embeddings "
                  "keeps fixed: pass one of them")
+        if self.sparse_embeddings and self.compile:
+            fail("--sparse-embeddings does not work with --compile (inductor cannot compile "
+                 "the sparse embedding gradient): pass one of them")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -117,10 +117,11 @@ def test_a_sparse_run_learns_resumes_exactly_and_differs_from_dense(tiny_config,
     assert dense["history"] != full["history"]  # later, unused rows differ (lazy moments)
 
 
-def test_sparse_and_frozen_embeddings_together_fail_in_one_line(tiny_config):
+@pytest.mark.parametrize("other", ["freeze_embeddings", "compile"])
+def test_sparse_embeddings_with_frozen_ones_or_compile_fail_in_one_line(tiny_config, other):
     from bertsent.config import TrainConfig
     from bertsent.errors import UserError
 
-    with pytest.raises(UserError, match="--sparse-embeddings .* --freeze-embeddings"):
-        TrainConfig(**{**tiny_config, "sparse_embeddings": True,
-                       "freeze_embeddings": True}).checked()
+    flag = "--" + other.replace("_", "-")
+    with pytest.raises(UserError, match=f"--sparse-embeddings .* {flag}.*: pass one of them"):
+        TrainConfig(**{**tiny_config, "sparse_embeddings": True, other: True}).checked()
