@@ -1,6 +1,6 @@
 """bertsent against the Hugging Face Trainer: the same model, reviews, lengths and epochs.
 
-Three runs, each in its own subprocess (so that its peak RSS is its own):
+Four runs, each in its own subprocess (so that its peak RSS is its own):
 
 * ``trainer-original`` -- ``transformers.Trainer`` as the original experiment ran it:
   every review padded to --max-length (head truncation), batch 8, lr 2e-5, weight decay 0.01,
@@ -13,13 +13,15 @@ Three runs, each in its own subprocess (so that its peak RSS is its own):
   truncation, length-grouped batches, precision auto, attention written out as matmuls in
   bf16 training steps on a CPU (``--attention auto``), evaluation batches of at most
   64 reviews and 4,096 tokens, scored with bf16 weights where bf16 is native).
+* ``bertsent-sparse`` -- the same with ``--sparse-embeddings`` (lazy AdamW on the word-embedding
+  rows a step uses), an option measured beside the defaults.
 
-All three train on the same shuffled reviews and report on the same shuffled test reviews:
+All four train on the same shuffled reviews and report on the same shuffled test reviews:
 the subsets come from ``bertsent.data.subset_indices`` (validation carved off first, so
 --val-samples changes which reviews are trained on; bertsent's own validation pass is not
 part of the comparison). The same --max-length, train batch size (8), epochs and seed are used.
 
-What is measured, with one definition for all three runs:
+What is measured, with one definition for all runs:
 
 * training samples/s = train samples x epochs / wall time of the training phase only (no
   model loading, tokenisation or evaluation). Trainer: ``on_train_begin`` to ``on_train_end``
@@ -33,7 +35,7 @@ What is measured, with one definition for all three runs:
   EvalBatchSampler + Collator and its scoring model (`runtime.for_scoring`), at
   most 64 reviews and 4,096 tokens a batch, same precision as its run).
 * peak RSS = VmHWM of the run's process when training and the test evaluation are done.
-* accuracy and F1 on the test subset (``bertsent.metrics.compute_metrics`` for all three).
+* accuracy and F1 on the test subset (``bertsent.metrics.compute_metrics`` for all runs).
 * the machine's matmul peak (fp32 and bf16, the best of 2048^3 and 4096^3, with the threads the
   runs use) and bertsent's model FLOP utilisation against the peak of the precision it ran in
   (bf16 where the CPU has it natively, else fp32): training FLOPs = 6 x non-embedding params x real
@@ -55,7 +57,8 @@ A smoke run (MiniLM-L3, 64 train / 32 test reviews, max length 64, under a minut
 
     python benchmarks/compare_trainer.py --quick
 
-One run only: ``--only trainer-original`` (or ``trainer-best``, ``bertsent``).
+One run only: ``--only trainer-original`` (or ``trainer-best``, ``bertsent``,
+``bertsent-sparse``).
 """
 
 from __future__ import annotations
@@ -78,8 +81,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere without installing bertsent
 
-RUNS = ("trainer-original", "trainer-best", "bertsent")
-BATCH_SIZE = 8  # train batch size of all three runs (bertsent's default)
+RUNS = ("trainer-original", "trainer-best", "bertsent", "bertsent-sparse")
+BATCH_SIZE = 8  # train batch size of all runs (bertsent's default)
 QUICK = {"model": "../shared/models/minilm-l3", "train_samples": 64, "eval_samples": 32,
          "val_samples": 32, "max_length": 64}
 FULL = {"model": "../shared/models/minilm-l6", "train_samples": 2000, "eval_samples": 500,
@@ -234,7 +237,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the bertsent run
-def run_bertsent(setup: Setup) -> dict[str, Any]:
+def run_bertsent(setup: Setup, sparse: bool = False) -> dict[str, Any]:
     import torch
 
     from bertsent.config import TrainConfig
@@ -250,6 +253,7 @@ def run_bertsent(setup: Setup) -> dict[str, Any]:
                     "train_samples": setup.train_samples, "val_samples": setup.val_samples,
                     "eval_samples": setup.eval_samples, "epochs": setup.epochs,
                     "max_length": setup.max_length, "seed": setup.seed, "run_name": "bench",
+                    "sparse_embeddings": sparse,
                     "checkpoint_dir": str(work / "checkpoints"), "runs_dir": str(work / "runs")})
     rss = peak_rss_mib()  # training + its validation + its test evaluation
 
@@ -311,8 +315,8 @@ def child(name: str, setup: Setup, result_path: str) -> int:
         torch.set_num_threads(setup.threads)
     started = time.time()
     load_before = os.getloadavg()
-    result = run_bertsent(setup) if name == "bertsent" else \
-        run_trainer(setup, best=name == "trainer-best")
+    result = run_bertsent(setup, sparse=name == "bertsent-sparse") \
+        if name.startswith("bertsent") else run_trainer(setup, best=name == "trainer-best")
     load_after = os.getloadavg()
     result.update(name=name, wall_seconds=time.time() - started, loadavg_before=load_before,
                   loadavg_after=load_after, load_1min=(load_before[0] + load_after[0]) / 2)
@@ -390,15 +394,17 @@ def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> s
     for label, key, spec in rows:
         cells = [results[n].get("error") or fmt(results[n].get(key), spec) for n in names]
         lines.append(label.ljust(width) + "".join(c.rjust(18) for c in cells))
+    for mine in ("bertsent", "bertsent-sparse"):
+        for peer in ("trainer-original", "trainer-best"):
+            ours, theirs = results.get(mine, {}), results.get(peer, {})
+            if "error" in ours or "error" in theirs or not ours or not theirs:
+                continue
+            lines.append(
+                f"{mine} / {peer}: training x"
+                f"{ours['train_samples_per_second'] / theirs['train_samples_per_second']:.2f}"
+                f", evaluation x"
+                f"{ours['eval_samples_per_second'] / theirs['eval_samples_per_second']:.2f}")
     ours = results.get("bertsent", {})
-    for peer in ("trainer-original", "trainer-best"):
-        theirs = results.get(peer, {})
-        if "error" in ours or "error" in theirs or not ours or not theirs:
-            continue
-        lines.append(f"bertsent / {peer}: training x"
-                     f"{ours['train_samples_per_second'] / theirs['train_samples_per_second']:.2f}"
-                     f", evaluation x"
-                     f"{ours['eval_samples_per_second'] / theirs['eval_samples_per_second']:.2f}")
     lines += ["", f"matmul peak (best of 2048^3 and 4096^3, {machine['torch_threads']} threads): "
                   f"fp32 {machine['fp32_gflops']:.0f} GFLOP/s (n={machine['fp32_peak_n']}), "
                   + (f"bf16 {machine['bf16_gflops']:.0f} GFLOP/s (n={machine['bf16_peak_n']})"
@@ -419,6 +425,11 @@ def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> s
             f"  model FLOP utilisation vs the {used} matmul peak (what bertsent ran in): "
             f"{mfu:.1%}"]
         machine["bertsent_mfu"], machine["bertsent_mfu_vs"] = mfu, used
+        sparse = results.get("bertsent-sparse", {}).get("flops")
+        if sparse:
+            machine["bertsent_sparse_mfu"] = sparse["achieved_gflops"] / machine[f"{used}_gflops"]
+            lines.append(f"  bertsent-sparse: {sparse['achieved_gflops']:.1f} GFLOP/s, "
+                         f"{machine['bertsent_sparse_mfu']:.1%}")
     return "\n".join(lines)
 
 
