@@ -167,8 +167,8 @@ class TrainConfig:
                                 "(default: removed, leaving best/ and final/)")
     sanity_eval_batches: int = _f(2, "validation batches run before training (0 disables)")
     test: bool = _f(True, "score the exported best model on the test split at the end; "
-                    "--no-test skips it (a validation-only run): bertsent.evaluate --model "
-                    "<run>/best --samples N --seed S gives the same figures later")
+                    "--no-test skips it (a validation-only run): the bertsent.evaluate "
+                    "command it prints at its end gives the same figures later")
     # resuming and faults
     resume: str | None = _f(None, "'latest' or a checkpoint folder to continue from")
     resume_force: bool = _f(False, "resume even when safe-to-change settings differ")

@@ -3,6 +3,7 @@ was chosen, how long each part took, and the settings that produced it."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,24 @@ def tidy(paths: RunPaths, best: Path, keep_checkpoints: bool) -> str:
     return (f"{paths.folder} takes {format_size(disk_usage(paths.folder))} on disk"
             + (f" ({removed} step checkpoints removed: --keep-checkpoints keeps them)"
                if removed else ""))
+
+
+def evaluate_command(cfg: Any, precision: str, best: Path) -> str:
+    """The `bertsent.evaluate` command that gives a --no-test run's test figures later: the
+    test pass's reviews (`--samples`, `--seed`), precision and batches, where they are not
+    evaluate's defaults (which score in fp32)."""
+    from bertsent.config import EvalConfig
+
+    defaults, parts = EvalConfig(), ["python -m bertsent.evaluate --model", shlex.quote(str(best))]
+    if cfg.test_samples is not None:
+        parts += ["--samples", str(cfg.test_samples), "--seed", str(cfg.seed)]
+    if precision != defaults.precision:
+        parts += ["--precision", precision]
+    if cfg.eval_batch_size != defaults.batch_size:
+        parts += ["--batch-size", str(cfg.eval_batch_size)]
+    if cfg.eval_tokens != defaults.batch_tokens:
+        parts += ["--batch-tokens", str(cfg.eval_tokens)]
+    return " ".join(parts)
 
 
 def validation_line(metrics: dict[str, Any], progress: Any, name: str, best: bool) -> str:

@@ -51,7 +51,14 @@ from bertsent.runtime import (
 from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
 from bertsent.sparse import use_sparse_embeddings
-from bertsent.summary import describe_labels, run_summary, scores, tidy, validation_line
+from bertsent.summary import (
+    describe_labels,
+    evaluate_command,
+    run_summary,
+    scores,
+    tidy,
+    validation_line,
+)
 from bertsent.tokens import Collator, EncodedDataset, eval_loader, tokenize
 from bertsent.tracking import RunLogger, StepMeter
 
@@ -426,7 +433,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
             chosen = (f"best validation {run.cfg.select_metric} {progress.best_metric:.4f} at "
                       f"step {progress.best_step}" if progress.best_step >= 0 else "no validation")
             D.say(f"run {run.cfg.run_name} finished without a test pass (--no-test): {chosen}; "
-                  f"python -m bertsent.evaluate --model {best} scores it; "
+                  f"{evaluate_command(run.cfg, run.precision, best)} scores it; "
                   + tidy(run.paths, best, run.cfg.keep_checkpoints))
         run.logger.close()
         return {**result, "history": run.history}

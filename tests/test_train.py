@@ -188,3 +188,20 @@ def test_a_run_without_its_test_pass_is_scored_the_same_later_by_evaluate(tiny_c
     for key in ("accuracy", "f1", "precision", "recall"):
         assert later[key] == tested[key]
     assert later["loss"] == pytest.approx(tested["loss"], abs=1e-6)
+
+
+def test_a_validation_only_run_prints_the_evaluate_command_of_its_test_pass():
+    """A bf16 run's test pass scores in bf16, on --test-samples reviews drawn with its seed:
+    the command it prints for later says so, where evaluate's defaults differ."""
+    from pathlib import Path
+
+    from bertsent.config import TrainConfig
+    from bertsent.summary import evaluate_command
+
+    best = Path("checkpoints/my run/best")
+    plain = evaluate_command(TrainConfig(), "fp32", best)
+    assert plain == "python -m bertsent.evaluate --model 'checkpoints/my run/best'"
+    cfg = TrainConfig(test_samples=500, seed=3, eval_batch_size=32, eval_tokens=2048)
+    assert evaluate_command(cfg, "bf16", best) == (
+        "python -m bertsent.evaluate --model 'checkpoints/my run/best' --samples 500 --seed 3 "
+        "--precision bf16 --batch-size 32 --batch-tokens 2048")
