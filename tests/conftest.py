@@ -113,3 +113,21 @@ def jobs():
     yield started
     for job in started:
         job.stop()
+
+
+def assert_resumes_exactly(base: dict, stop_after: int) -> tuple[dict, dict]:
+    """Train `base` uninterrupted (run 'full') and stopped after `stop_after` steps then resumed
+    (run 'cut'); assert the two have the same history and final weights, bit for bit. Returns
+    the uninterrupted run's result and its final weights."""
+    from safetensors.torch import load_file
+
+    from bertsent.train import Hooks, train
+
+    full = train({**base, "run_name": "full"})
+    part = train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=stop_after))
+    rest = train({**base, "run_name": "cut", "resume": "latest"})
+    assert part["history"] + rest["history"] == full["history"]
+    root = Path(base["checkpoint_dir"])
+    a, b = (load_file(str(root / run / "final" / "model.safetensors")) for run in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return full, a

@@ -56,20 +56,12 @@ def test_state_round_trip_and_a_foreign_state_is_refused():
 
 
 def test_a_run_with_ema_resumes_exactly_and_exports_the_average(tiny_config, tmp_path):
-    from safetensors.torch import load_file
-
     from bertsent import checkpoint as ckpt
-    from bertsent.train import Hooks, train
+    from tests.conftest import assert_resumes_exactly
 
     base = {**tiny_config, "ema": 0.9, "save_every": 3, "keep_checkpoints": True}
-    full = train({**base, "run_name": "full"})
-    part = train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=7))
-    rest = train({**base, "run_name": "cut", "resume": "latest"})
-    assert part["history"] + rest["history"] == full["history"]
-    root = tmp_path / "ckpt"
-    a, b = (load_file(str(root / run / "final" / "model.safetensors")) for run in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)  # the average resumed bit for bit
-    state = ckpt.load_checkpoint(ckpt.step_checkpoints(root / "full")[-1])
+    _, a = assert_resumes_exactly(base, stop_after=7)  # the average resumed bit for bit
+    state = ckpt.load_checkpoint(ckpt.step_checkpoints(tmp_path / "ckpt" / "full")[-1])
     shadow = dict(zip(state["ema"]["names"], state["ema"]["shadow"], strict=True))
     name = "classifier.weight"
     assert torch.equal(a[name], shadow[name])  # final/ holds the average...

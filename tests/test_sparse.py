@@ -98,19 +98,12 @@ def test_tied_output_embeddings_refuse_sparse_gradients(tiny_model_dir):
         use_sparse_embeddings(tied)
 
 
-def test_a_sparse_run_learns_resumes_exactly_and_differs_from_dense(tiny_config, tmp_path):
-    from safetensors.torch import load_file
+def test_a_sparse_run_learns_resumes_exactly_and_differs_from_dense(tiny_config):
+    from bertsent.train import train
+    from tests.conftest import assert_resumes_exactly
 
-    from bertsent.train import Hooks, train
-
-    base = {**tiny_config, "sparse_embeddings": True, "save_every": 3}
-    full = train({**base, "run_name": "full"})
-    part = train({**base, "run_name": "cut"}, hooks=Hooks(stop_after_step=7))
-    rest = train({**base, "run_name": "cut", "resume": "latest"})
-    assert part["history"] + rest["history"] == full["history"]
-    root = tmp_path / "ckpt"
-    a, b = (load_file(str(root / run / "final" / "model.safetensors")) for run in ("full", "cut"))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    full, _ = assert_resumes_exactly({**tiny_config, "sparse_embeddings": True,
+                                      "save_every": 3}, stop_after=7)
     assert full["accuracy"] > 0.9  # the tiny task is learnt
     dense = train({**tiny_config, "run_name": "dense"})
     assert dense["history"][0] == full["history"][0]  # the same start
