@@ -30,6 +30,7 @@ import torch
 from eval_levers import test_sample  # this folder: the same reviews as eval_levers.py
 
 from bertsent.export import load_trained
+from bertsent.metrics import softmax
 from bertsent.model import load_tokenizer
 from bertsent.runtime import use_threads
 from bertsent.sampling import longest_first
@@ -41,16 +42,12 @@ Batches = list[tuple[np.ndarray, dict[str, np.ndarray]]]
 Pass = Callable[[np.ndarray], None]
 
 
-def softmax(logits) -> np.ndarray:
-    return torch.softmax(torch.as_tensor(np.asarray(logits)).float(), -1).numpy()
-
-
 def torch_pass(model, batches: Batches) -> Pass:
     def run(probs: np.ndarray) -> None:
         with torch.inference_mode():
             for rows, x in batches:
                 probs[rows] = softmax(model(**{k: torch.from_numpy(v) for k, v in x.items()})
-                                      .logits.float())
+                                      .logits.float().numpy())
     return run
 
 
@@ -67,7 +64,7 @@ def openvino_pass(model, batches: Batches, threads: int, precision: str) -> tupl
 
     def run(probs: np.ndarray) -> None:
         for rows, x in batches:
-            probs[rows] = softmax(request.infer(x)[0].copy())
+            probs[rows] = softmax(request.infer(x)[0].copy())  # OpenVINO reuses its buffer
     return f"OpenVINO {ov.__version__.split('-')[0]} ({precision})", run
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from bertsent.checkpoint import remove_step_checkpoints, store_once
+from bertsent.config import EvalConfig
 from bertsent.engine import EvalResult
 from bertsent.labels import LabelMap
 from bertsent.runfolder import RunPaths, disk_usage, format_size
@@ -88,8 +89,6 @@ def evaluate_command(cfg: Any, precision: str, best: Path) -> str:
     """The `bertsent.evaluate` command that gives a --no-test run's test figures later: the
     test pass's reviews (`--samples`, `--seed`), precision and batches, where they are not
     evaluate's defaults (which score in fp32)."""
-    from bertsent.config import EvalConfig
-
     defaults, parts = EvalConfig(), ["python -m bertsent.evaluate --model", shlex.quote(str(best))]
     if cfg.test_samples is not None:
         parts += ["--samples", str(cfg.test_samples), "--seed", str(cfg.seed)]
