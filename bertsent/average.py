@@ -1,6 +1,7 @@
 """Checkpoint averaging (`python -m bertsent.average --run checkpoints/<run> --last 4`): the
 equal-weight mean of the weights a run evaluated at its last step checkpoints, written as a
-model folder that evaluate and predict take.
+model folder that evaluate and predict take; `--models a,b --out-dir soup` averages exported
+models instead (a model soup: soup.py).
 
 `--ema` averages every step, with weights that fall off over about 1 / (1 - decay) steps;
 this averages a few points spread over the run's last thousands of steps, equally. It costs
@@ -23,9 +24,10 @@ from bertsent.cli import parse_overrides
 from bertsent.config import AverageConfig, from_mapping
 from bertsent.dataid import recorded_location
 from bertsent.errors import fail, run_cli
-from bertsent.export import META_FILE, load_exported, read_meta, save_model
+from bertsent.export import META_FILE, Exported, load_exported, save_model
 from bertsent.jsonio import strict_json
 from bertsent.runfolder import relative_path
+from bertsent.soup import is_average, model_folders, model_states
 
 
 def evaluated_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -90,23 +92,30 @@ def exported_model(run: Path) -> Path:
          "and settings from: let the run reach its first validation point")
 
 
-def output_folder(cfg: AverageConfig, run: Path) -> Path:
+def output_folder(cfg: AverageConfig, run: Path | None) -> Path:
     """--out-dir, new or empty or an earlier average (which is replaced once the new one is
     written): never a trained model's folder."""
     out = Path(cfg.out_dir).expanduser() if cfg.out_dir else run / f"average-{cfg.last}"
     if out.exists() and not out.is_dir():
         fail(f"--out-dir {out} is a file: pass a folder path")
-    if out.is_dir() and any(out.iterdir()) and "averaged_steps" not in read_meta(
-            str(out)).get("metrics", {}):
+    if out.is_dir() and any(out.iterdir()) and not is_average(out):
         fail(f"--out-dir {out} already holds files that are not an earlier average: pass a "
              "new or empty folder")
     return out
 
 
-def run(cfg: AverageConfig) -> dict[str, Any]:
-    cfg = cfg.checked()
-    if not cfg.run:
-        fail("--run is required: pass a run's checkpoint folder, e.g. checkpoints/<run>")
+def write_average(out: Path, loaded: Exported, source: Path, metrics: dict[str, Any]) -> None:
+    """The averaged model with `source`'s tokenizer, settings and data, its location
+    recorded relative to the new folder."""
+    identity = loaded.meta.get("data_identity")
+    if identity and identity.get("kind") == "folder":
+        identity = {**identity, "location": recorded_location(identity, source.resolve())}
+    save_model(out, loaded.model, loaded.tokenizer, loaded.meta["config"], metrics,
+               loaded.names, identity)
+
+
+def average_steps(cfg: AverageConfig) -> dict[str, Any]:
+    """--run: the mean of the weights the run evaluated at its last step checkpoints."""
     folder = Path(cfg.run).expanduser()
     chosen = chosen_checkpoints(folder, cfg.last)
     source = exported_model(folder)
@@ -123,14 +132,37 @@ def run(cfg: AverageConfig) -> dict[str, Any]:
         fail(f"the checkpoints in {folder} do not fit {source}'s model "
              f"({(missing + unexpected)[:3]}): pass a folder that holds one run")
     steps = [step_of(p) for p in chosen]
-    identity = loaded.meta.get("data_identity")
-    if identity and identity.get("kind") == "folder":
-        identity = {**identity, "location": recorded_location(identity, source.resolve())}
-    save_model(out, model, loaded.tokenizer, loaded.meta["config"], {"averaged_steps": steps},
-               loaded.names, identity)
+    write_average(out, loaded, source, {"averaged_steps": steps})
     return {"model_dir": relative_path(out), "averaged_steps": steps,
             "evaluate": f"python -m bertsent.evaluate --model {relative_path(out)} "
                         "--split selection"}
+
+
+def average_models(cfg: AverageConfig) -> dict[str, Any]:
+    """--models: a model soup, the mean of exported models (soup.py says when it holds)."""
+    folders = model_folders(cfg)
+    out = output_folder(cfg, None)
+    first, states = model_states(folders)
+    try:
+        first.model.load_state_dict(mean_weights(states))
+    except (ValueError, RuntimeError) as exc:
+        fail(f"--models cannot be averaged ({str(exc).splitlines()[0]}): list models of one "
+             "architecture, fine-tuned from the same base")
+    souped = [relative_path(f) for f in folders]
+    write_average(out, first, folders[0], {"souped_models": souped})
+    return {"model_dir": relative_path(out), "souped_models": souped,
+            "evaluate": f"python -m bertsent.evaluate --model {relative_path(out)} "
+                        "--split selection"}
+
+
+def run(cfg: AverageConfig) -> dict[str, Any]:
+    cfg = cfg.checked()
+    if cfg.models is not None:
+        return average_models(cfg)
+    if not cfg.run:
+        fail("--run is required: pass a run's checkpoint folder, e.g. checkpoints/<run> (or "
+             "--models to average exported models)")
+    return average_steps(cfg)
 
 
 def main(argv: list[str] | None = None) -> int:

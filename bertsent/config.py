@@ -61,6 +61,23 @@ def parse_label_list(value: Any) -> list[str] | None:
     return items
 
 
+def parse_path_list(value: Any) -> list[str] | None:
+    """--models as 'a,b' (CLI or TOML) or a TOML list of folders (a list keeps commas in a
+    name)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        fail(f"--models must be a comma-separated string or a list of folders, got {value!r}")
+    if any(not v for v in items):
+        fail(f"--models has an empty entry in {value!r}: list model folders, e.g. "
+             "--models checkpoints/a/best,checkpoints/b/best")
+    return items
+
+
 def check_run_name(name: str) -> None:
     """One folder name: no separators, not '.' or '..', no control characters, not too long."""
     bad = (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
@@ -330,10 +347,22 @@ class AverageConfig:
     run: str = _f("", "a run's checkpoint folder, e.g. checkpoints/<run>, still holding its step "
                   "checkpoints (train with --keep-checkpoints and --keep-last N)")
     last: int = _f(4, "how many of the newest step checkpoints to average")
-    out_dir: str | None = _f(None, "model folder to write (default: <run>/average-<last>)")
+    models: list[str] | None = _f(None, "instead of --run: exported models fine-tuned from the "
+                                  "same base on the same reviews (a model soup), e.g. "
+                                  "checkpoints/a/best,checkpoints/b/best", parse=parse_path_list)
+    out_dir: str | None = _f(None, "model folder to write (default: <run>/average-<last>; "
+                             "required with --models)")
 
     def checked(self) -> AverageConfig:
         check_fields(self)
+        if self.models is not None and self.run:
+            fail("--run and --models are two kinds of average: pass one of them")
+        if self.models is not None:
+            if len(self.models) < 2:
+                fail(f"--models lists {len(self.models)} model: list two or more folders")
+            if not self.out_dir:
+                fail("--models needs --out-dir: pass the new model folder, e.g. "
+                     "--out-dir checkpoints/soup")
         return self
 
 

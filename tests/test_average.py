@@ -97,3 +97,64 @@ def test_a_run_without_step_checkpoints_or_a_missing_folder_fails_in_one_line(
     assert "--run is required" in capsys.readouterr().err
     assert main(["--run", str(tmp_path), "--last", "0"]) == 2
     assert "--last must be positive" in capsys.readouterr().err
+
+
+def soup_runs(tiny_config, seeds=(7, 7)) -> list:
+    """Two tiny runs from the same base on the same reviews, with other learning rates (or
+    seeds): the best/ folders a soup averages."""
+    folders = []
+    for i, (lr, seed) in enumerate(zip((1e-2, 5e-3), seeds, strict=True)):
+        train({**tiny_config, "epochs": 1, "lr": lr, "seed": seed, "run_name": f"r{i}"})
+        folders.append(f"{tiny_config['checkpoint_dir']}/r{i}/best")
+    return folders
+
+
+def test_a_soup_is_the_mean_of_the_models_and_evaluate_scores_it_on_their_reviews(
+        tiny_config, tmp_path, capsys):
+    a, b = soup_runs(tiny_config)
+    capsys.readouterr()
+    out = tmp_path / "soup"
+    assert main(["--models", f"{a},{b}", "--out-dir", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(printed["souped_models"]) == 2 and "--split selection" in printed["evaluate"]
+    wa, wb, ws = (load_file(f"{f}/model.safetensors") for f in (a, b, out))
+    assert ws.keys() == wa.keys()
+    assert all(torch.allclose(ws[k], (wa[k].double() + wb[k].double()).div(2).to(ws[k].dtype))
+               for k in ws if ws[k].is_floating_point())
+    assert not torch.equal(ws["classifier.weight"], wa["classifier.weight"])
+    meta = json.loads((out / "bertsent.json").read_text())
+    assert list(meta["metrics"]) == ["souped_models"]
+
+    # the soup chose on the reviews both runs chose on: evaluate draws them again
+    from bertsent.evaluate import main as evaluate
+    scores = []
+    for folder in (a, out):
+        assert evaluate(["--model", str(folder), "--split", "selection"]) == 0
+        scores.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert scores[0]["samples"] == scores[1]["samples"] == tiny_config["val_samples"]
+
+    # a second soup replaces the first (an earlier average); a trained model's folder never
+    assert main(["--models", f"{b},{a}", "--out-dir", str(out)]) == 0
+    assert main(["--models", f"{a},{b}", "--out-dir", str(b)]) == 2
+    assert "not an earlier average" in capsys.readouterr().err
+
+
+def test_models_that_chose_on_other_reviews_or_are_not_models_are_refused_in_one_line(
+        tiny_config, tmp_path, capsys):
+    a, b = soup_runs(tiny_config, seeds=(7, 8))
+    capsys.readouterr()
+    out = str(tmp_path / "soup")
+    cases = [
+        (["--models", f"{a},{b}", "--out-dir", out], "chose on other reviews than"),
+        (["--models", f"{a},{a}/", "--out-dir", out], "more than once"),
+        (["--models", a, "--out-dir", out], "lists 1 model: list two or more"),
+        (["--models", f"{a},{b}"], "--models needs --out-dir"),
+        (["--models", f"{a},{tmp_path}", "--out-dir", out], "is not a model folder"),
+        (["--models", f"{a},,{b}", "--out-dir", out], "empty entry"),
+        (["--models", f"{a},{b}", "--run", "x", "--out-dir", out], "pass one of them"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.count("\n") == 0, (argv, err)
+    assert not (tmp_path / "soup").exists()
