@@ -27,14 +27,14 @@ from bertsent.export import META_FILE, Exported, load_exported, read_meta
 SELECTION_SETTINGS = ("seed", "train_samples", "val_samples", "text_column", "label_column")
 
 
-def selection_of(loaded: Exported) -> dict[str, Any]:
+def selection_of(loaded: Exported, named: bool = False) -> dict[str, Any]:
     """What decides a model's training and selection reviews: its data (a folder's file
-    digests, a hub id and revision, else the name it was given) and the settings that carve
-    them."""
+    digests, a hub id and revision; the name it was given where `named`, or where the model
+    was exported before data identities were recorded) and the settings that carve them."""
     config = loaded.meta.get("config") or {}
-    identity = loaded.meta.get("data_identity") or {}
-    data = (identity.get("files") or (identity.get("id"), identity.get("revision"))
-            if identity else config.get("data"))
+    identity = loaded.meta.get("data_identity")
+    data = (config.get("data") if named or not identity else
+            identity.get("files") or (identity.get("id"), identity.get("revision")))
     return {"data": data, **{k: config.get(k) for k in SELECTION_SETTINGS}}
 
 
@@ -66,7 +66,8 @@ def check_alike(first: Exported, other: Exported) -> None:
         if other.meta.get(key) != first.meta.get(key):
             fail(f"--models {name} was trained with {key} {other.meta.get(key)}, "
                  f"{first.folder} with {first.meta.get(key)}: average models trained alike")
-    mine, theirs = selection_of(other), selection_of(first)
+    named = not (first.meta.get("data_identity") and other.meta.get("data_identity"))
+    mine, theirs = selection_of(other, named), selection_of(first, named)
     if mine != theirs:
         differ = next(k for k in mine if mine[k] != theirs[k])
         fail(f"--models {name} chose on other reviews than {first.folder} ({differ} differs): "

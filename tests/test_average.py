@@ -158,3 +158,21 @@ def test_models_that_chose_on_other_reviews_or_are_not_models_are_refused_in_one
         err = capsys.readouterr().err.strip()
         assert message in err and err.count("\n") == 0, (argv, err)
     assert not (tmp_path / "soup").exists()
+
+
+def test_a_model_exported_before_data_identities_is_compared_by_its_data_name():
+    from types import SimpleNamespace
+
+    from bertsent.soup import selection_of
+    config = {"data": "../shared/data/imdb", "seed": 42, "val_samples": 2000}
+    files = {"train.parquet": {"bytes": 1, "sha256": "ab"}}
+    new = SimpleNamespace(meta={"config": config, "data_identity": {"kind": "folder",
+                                                                    "files": files}})
+    old = SimpleNamespace(meta={"config": config, "data_identity": None})
+    assert selection_of(new)["data"] == files and selection_of(old)["data"] == config["data"]
+    assert selection_of(new, named=True) == selection_of(old)
+    moved = SimpleNamespace(meta={"config": {**config, "data": "/elsewhere/imdb"},
+                                  "data_identity": new.meta["data_identity"]})
+    assert selection_of(moved) == selection_of(new)  # the same files, named otherwise
+    reseeded = SimpleNamespace(meta={"config": {**config, "seed": 1}, "data_identity": None})
+    assert selection_of(reseeded) != selection_of(old)
