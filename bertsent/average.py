@@ -24,10 +24,10 @@ from bertsent.cli import parse_overrides
 from bertsent.config import AverageConfig, from_mapping
 from bertsent.dataid import recorded_location
 from bertsent.errors import fail, run_cli
-from bertsent.export import META_FILE, Exported, load_exported, save_model
+from bertsent.export import META_FILE, Exported, load_exported, read_meta, save_model
 from bertsent.jsonio import strict_json
 from bertsent.runfolder import relative_path
-from bertsent.soup import is_average, model_folders, model_states
+from bertsent.soup import model_folders, model_states
 
 
 def evaluated_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -104,14 +104,24 @@ def output_folder(cfg: AverageConfig, run: Path | None) -> Path:
     return out
 
 
-def write_average(out: Path, loaded: Exported, source: Path, metrics: dict[str, Any]) -> None:
+def is_average(folder: Path) -> bool:
+    """Whether a folder holds an earlier average (of steps or models), which may be replaced."""
+    metrics = read_meta(str(folder)).get("metrics", {})
+    return "averaged_steps" in metrics or "souped_models" in metrics
+
+
+def write_average(out: Path, loaded: Exported, source: Path,
+                  metrics: dict[str, Any]) -> dict[str, Any]:
     """The averaged model with `source`'s tokenizer, settings and data, its location
-    recorded relative to the new folder."""
+    recorded relative to the new folder; returns what the command prints."""
     identity = loaded.meta.get("data_identity")
     if identity and identity.get("kind") == "folder":
         identity = {**identity, "location": recorded_location(identity, source.resolve())}
     save_model(out, loaded.model, loaded.tokenizer, loaded.meta["config"], metrics,
                loaded.names, identity)
+    return {"model_dir": relative_path(out), **metrics,
+            "evaluate": f"python -m bertsent.evaluate --model {relative_path(out)} "
+                        "--split selection"}
 
 
 def average_steps(cfg: AverageConfig) -> dict[str, Any]:
@@ -132,10 +142,7 @@ def average_steps(cfg: AverageConfig) -> dict[str, Any]:
         fail(f"the checkpoints in {folder} do not fit {source}'s model "
              f"({(missing + unexpected)[:3]}): pass a folder that holds one run")
     steps = [step_of(p) for p in chosen]
-    write_average(out, loaded, source, {"averaged_steps": steps})
-    return {"model_dir": relative_path(out), "averaged_steps": steps,
-            "evaluate": f"python -m bertsent.evaluate --model {relative_path(out)} "
-                        "--split selection"}
+    return write_average(out, loaded, source, {"averaged_steps": steps})
 
 
 def average_models(cfg: AverageConfig) -> dict[str, Any]:
@@ -149,10 +156,7 @@ def average_models(cfg: AverageConfig) -> dict[str, Any]:
         fail(f"--models cannot be averaged ({str(exc).splitlines()[0]}): list models of one "
              "architecture, fine-tuned from the same base")
     souped = [relative_path(f) for f in folders]
-    write_average(out, first, folders[0], {"souped_models": souped})
-    return {"model_dir": relative_path(out), "souped_models": souped,
-            "evaluate": f"python -m bertsent.evaluate --model {relative_path(out)} "
-                        "--split selection"}
+    return write_average(out, first, folders[0], {"souped_models": souped})
 
 
 def run(cfg: AverageConfig) -> dict[str, Any]:

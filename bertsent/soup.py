@@ -21,7 +21,7 @@ import torch
 
 from bertsent.config import AverageConfig
 from bertsent.errors import fail
-from bertsent.export import META_FILE, Exported, load_exported, read_meta
+from bertsent.export import META_FILE, Exported, load_exported
 
 # the settings that decide which reviews a run trained on and which it chose on
 SELECTION_SETTINGS = ("seed", "train_samples", "val_samples", "text_column", "label_column")
@@ -89,8 +89,3 @@ def model_states(folders: list[Path]) -> tuple[Exported, Iterator[dict[str, torc
 
     return first, states()
 
-
-def is_average(folder: Path) -> bool:
-    """Whether a folder holds an earlier average (of steps or models), which may be replaced."""
-    metrics = read_meta(str(folder)).get("metrics", {})
-    return "averaged_steps" in metrics or "souped_models" in metrics
