@@ -30,6 +30,7 @@ import torch
 from bertsent.model import load_model, load_tokenizer
 from bertsent.runtime import cpu_has_bf16, use_threads
 from bertsent.sampling import longest_first
+from bertsent.scoring import cut_to_first_token
 from bertsent.tokens import Collator, encode_texts
 
 Run = Callable[[], tuple[np.ndarray, float]]  # one timed pass: (probabilities, seconds)
@@ -130,6 +131,9 @@ def main() -> None:
         **{f"bf16 weights + token budget {b}": lever(bf16_weights, batches_by_tokens(lengths, b),
                                                      8, plain)
            for b in (2048, 4096, 8192, 16384, 32768)},
+        "first-token last layer + bf16 weights + budget 4096": lever(
+            lambda: cut_to_first_token(bf16_weights()), batches_by_tokens(lengths, 4096), 8,
+            plain),
         "compile frozen + bf16 weights, buckets of 64": lever(
             lambda: compiled(bf16_weights()), rows64, 64, plain),
         "compile frozen + bf16 weights + budget 4096, buckets of 64": lever(
@@ -164,7 +168,7 @@ def bertsent_pass(model, ids, max_length: int, pad: int, bf16: bool) -> Run:
     """What train's validation and test passes and bertsent.evaluate run, with the defaults."""
     from bertsent.config import TrainConfig
     from bertsent.engine import predict_logits
-    from bertsent.runtime import for_scoring
+    from bertsent.scoring import for_scoring
     from bertsent.tokens import EncodedDataset, eval_loader
 
     cfg = TrainConfig()

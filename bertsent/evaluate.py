@@ -27,12 +27,12 @@ from bertsent.labels import LabelMap
 from bertsent.metrics import confusion
 from bertsent.runfolder import check_output_folder, relative_path
 from bertsent.runtime import (
-    for_scoring,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
     use_threads,
 )
+from bertsent.scoring import for_scoring
 from bertsent.tokens import eval_loader, tokenize
 from bertsent.windows import per_review, windows_dataset
 

@@ -25,8 +25,9 @@ from bertsent.predictions import (
     read_rows,
     write_rows,
 )
-from bertsent.runtime import for_scoring, out_of_memory_is_one_line, pick_device, use_threads
+from bertsent.runtime import out_of_memory_is_one_line, pick_device, use_threads
 from bertsent.sampling import longest_first
+from bertsent.scoring import for_scoring
 from bertsent.tokens import Collator, encode_texts, is_blank
 from bertsent.tracking import Meter
 

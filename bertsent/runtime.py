@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import os
 import random
@@ -83,20 +82,6 @@ def autocast_for(precision: str, device: torch.device) -> AutocastFactory:
         return contextlib.nullcontext
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return functools.partial(torch.autocast, device_type=device.type, dtype=dtype)
-
-
-def for_scoring(model: torch.nn.Module, precision: str, device: torch.device
-                ) -> tuple[torch.nn.Module, AutocastFactory]:
-    """(the model, the autocast) an inference pass runs with. In bf16 that is a bf16 copy of
-    the weights and no autocast: autocast keeps fp32 weights and casts every one of them again
-    for every batch, and keeps LayerNorm and the residual stream in fp32 (1.15-1.3x slower on
-    a CPU with AMX, docs/performance.md; probabilities differ by about 2e-4). The copy leaves
-    the trained weights (and a compiled or averaged model) as they are; fp32 and fp16 score
-    as before, fp32 exactly."""
-    if precision != "bf16":
-        return model, autocast_for(precision, device)
-    plain = getattr(model, "_orig_mod", model)  # a torch.compile'd model: its module
-    return copy.deepcopy(plain).to(torch.bfloat16), contextlib.nullcontext
 
 
 def use_threads(threads: int | None) -> None:

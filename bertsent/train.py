@@ -40,7 +40,6 @@ from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
-    for_scoring,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
@@ -49,6 +48,7 @@ from bertsent.runtime import (
     use_threads,
 )
 from bertsent.sampling import TrainBatchSampler, windows
+from bertsent.scoring import for_scoring
 from bertsent.signals import Stopper
 from bertsent.sparse import use_sparse_embeddings
 from bertsent.summary import (

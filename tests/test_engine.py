@@ -150,25 +150,6 @@ def test_token_budget_batches_score_the_same_as_row_batches(tiny_model_dir):
     assert budget.indices.tolist() == rows.indices.tolist() == list(range(23))
 
 
-def test_bf16_scoring_uses_a_bf16_copy_and_leaves_the_model_alone(tiny_model_dir):
-    from bertsent.runtime import for_scoring
-
-    model = load(tiny_model_dir)
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    same, autocast = for_scoring(model, "fp32", torch.device("cpu"))
-    assert same is model
-    scoring, autocast = for_scoring(model, "bf16", torch.device("cpu"))
-    assert scoring is not model and {p.dtype for p in scoring.parameters()} == {torch.bfloat16}
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
-    assert {p.dtype for p in model.parameters()} == {torch.float32}
-    batch = batch_of(6, 1)
-    with torch.inference_mode(), autocast():  # no autocast: the weights are bf16 already
-        low = scoring(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        full = model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    assert low.logits.dtype == torch.bfloat16
-    np.testing.assert_allclose(low.logits.float().numpy(), full.logits.numpy(), atol=0.05)
-
-
 def test_predict_with_a_token_budget_equals_one_text_at_a_time_in_fp32(tiny_model_dir):
     from transformers import AutoTokenizer
 
