@@ -122,6 +122,8 @@ def main() -> None:
         "baseline: 64 rows, autocast": lever(lambda: base, rows64, 8, auto),
         "bertsent's evaluation as configured": lambda: bertsent_pass(base, ids, args.max_length,
                                                                      pad, bf16),
+        "bertsent's evaluation, one batch at a time": lambda: bertsent_pass(
+            base, ids, args.max_length, pad, bf16, workers=1),
         "Trainer at its best: predict, 64 rows, autocast": lambda: trainer_pass(
             copy.deepcopy(base), tokenizer, ids, bf16),  # its own: accelerate wraps forward
         "bf16 weights": lever(bf16_weights, rows64, 8, plain),
@@ -164,8 +166,13 @@ def main() -> None:
               f"accuracy {(probs.argmax(-1) == labels).mean():.4f}", flush=True)
 
 
-def bertsent_pass(model, ids, max_length: int, pad: int, bf16: bool) -> Run:
-    """What train's validation and test passes and bertsent.evaluate run, with the defaults."""
+def bertsent_pass(model, ids, max_length: int, pad: int, bf16: bool,
+                  workers: int | None = None) -> Run:
+    """What train's validation and test passes and bertsent.evaluate run, with the defaults
+    (`workers`: batches scored at once instead of bertsent's choice, one per thread)."""
+    from unittest import mock
+
+    from bertsent import engine
     from bertsent.config import TrainConfig
     from bertsent.engine import predict_logits
     from bertsent.scoring import for_scoring
@@ -179,7 +186,10 @@ def bertsent_pass(model, ids, max_length: int, pad: int, bf16: bool) -> Run:
     def run() -> tuple[np.ndarray, float]:
         start = time.perf_counter()
         scoring, autocast = for_scoring(model, "bf16" if bf16 else "fp32", device)
-        logits, _, order = predict_logits(scoring, loader, device, autocast, show=False)
+        chosen = mock.patch.object(engine, "workers_for", lambda *_: workers) if workers \
+            else contextlib.nullcontext()
+        with chosen:
+            logits, _, order = predict_logits(scoring, loader, device, autocast, show=False)
         seconds = time.perf_counter() - start
         probs = np.zeros((len(ids), 2), np.float32)
         probs[order] = torch.softmax(torch.from_numpy(logits), -1).numpy()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from bertsent.metrics import compute_metrics, expected_calibration_error, softmax
 from bertsent.optim import set_lr
 from bertsent.runtime import AutocastFactory, out_of_memory_is_one_line
+from bertsent.scoring import scored, workers_for
 from bertsent.sparse import clip_grad_norm
 from bertsent.tracking import Meter
 
@@ -133,11 +135,13 @@ def predict_logits(model: torch.nn.Module, loader: Iterable[dict[str, torch.Tens
     meter = Meter(total, desc, unit="review", every=progress_every, enabled=show and total > 0,
                   leave=False)
     start, done = time.perf_counter(), 0
-    for i, batch in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
+
+    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with out_of_memory_is_one_line(batch["input_ids"].shape):
-            out = forward_logits(model, to_device(batch, device), autocast)
+            return forward_logits(model, to_device(batch, device), autocast)
+
+    chosen = itertools.islice(loader, max_batches)  # max_batches None: every batch
+    for batch, out in scored(forward, chosen, workers_for(device, len(batches))):
         logits.append(out.cpu().numpy())
         labels.append(batch["labels"].numpy())
         indices.append(batch["index"].numpy())

@@ -27,7 +27,7 @@ from bertsent.predictions import (
 )
 from bertsent.runtime import out_of_memory_is_one_line, pick_device, use_threads
 from bertsent.sampling import longest_first
-from bertsent.scoring import for_scoring
+from bertsent.scoring import for_scoring, scored, workers_for
 from bertsent.tokens import Collator, encode_texts, is_blank
 from bertsent.tracking import Meter
 
@@ -44,15 +44,19 @@ def predict_proba(model, tokenizer, texts: list[str], *, max_length: int, trunca
     model, autocast = for_scoring(model, precision, device)
     out = torch.empty(len(ids), model.config.num_labels)
     meter = Meter(len(ids), "predict", unit="text", enabled=show, leave=False)
-    done = 0
-    for chunk in longest_first(np.array([len(x) for x in ids], dtype=np.int64), batch_size,
-                               batch_tokens, multiple=1):
-        batch = collate([(i, ids[i], 0) for i in chunk])
+    chunks = longest_first(np.array([len(x) for x in ids], dtype=np.int64), batch_size,
+                           batch_tokens, multiple=1)
+
+    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with out_of_memory_is_one_line(batch["input_ids"].shape), autocast():
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-        out[chunk] = torch.softmax(logits.float(), dim=-1).cpu()
-        done += len(chunk)
+            return model(input_ids=batch["input_ids"].to(device),
+                         attention_mask=batch["attention_mask"].to(device)).logits
+
+    done = 0
+    batches = (collate([(i, ids[i], 0) for i in chunk]) for chunk in chunks)
+    for batch, logits in scored(forward, batches, workers_for(device, len(chunks))):
+        out[batch["index"]] = torch.softmax(logits.float(), dim=-1).cpu()
+        done += len(batch["index"])
         meter.update(done)
     meter.close()
     return out

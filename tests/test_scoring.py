@@ -147,3 +147,59 @@ def test_scoring_leaves_the_models_training_mode_as_it_was():
     loader = [{**inputs, "labels": torch.tensor([0, 1]), "index": torch.tensor([0, 1])}]
     predict_logits(scoring, loader, torch.device("cpu"), autocast, show=False)
     assert all(m.training for m in model.modules())
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_workers_only_where_a_cpu_has_threads_and_batches_for_them(two_threads):
+    from bertsent.scoring import workers_for
+
+    cpu = torch.device("cpu")
+    assert workers_for(cpu, 4) == 2 and workers_for(cpu, 3) == 1
+    assert workers_for(torch.device("cuda"), 100) == 1
+    torch.set_num_threads(1)
+    assert workers_for(cpu, 100) == 1
+
+
+def test_batches_side_by_side_score_as_one_at_a_time_in_order(two_threads):
+    from bertsent.engine import predict_logits
+    from bertsent.tokens import EncodedDataset, eval_loader
+
+    model = build("bert")
+    gen = torch.Generator().manual_seed(3)
+    ids = [torch.randint(5, 60, (int(n),), generator=gen).numpy()
+           for n in torch.randint(2, 40, (37,), generator=gen)]
+    loader = eval_loader(EncodedDataset(ids, [i % 3 for i in range(37)]), 4, 1, 64)
+    assert len(loader) >= 4  # two workers
+    side = predict_logits(model, loader, torch.device("cpu"), show=False)
+    assert torch.get_num_threads() == 2  # restored after the pass
+    torch.set_num_threads(1)
+    alone = predict_logits(model, loader, torch.device("cpu"), show=False)
+    for a, b in zip(side, alone, strict=True):
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), atol=1e-6, rtol=0)
+    assert sorted(side[2].tolist()) == list(range(37))
+    torch.set_num_threads(2)
+    few = predict_logits(model, loader, torch.device("cpu"), max_batches=5, show=False)
+    assert len(few[2]) == sum(len(b) for b in loader.batch_sampler.batches[:5])
+
+
+def test_a_worker_that_fails_fails_the_pass_and_threads_come_back(two_threads):
+    from bertsent.scoring import scored
+
+    def forward(batch):
+        if batch["n"] == 3:
+            raise SystemExit(2)  # what errors.fail raises
+        return torch.tensor(batch["n"])
+
+    got = []
+    with pytest.raises(SystemExit):
+        for _, out in scored(forward, ({"n": n} for n in range(8)), workers=2):
+            got.append(int(out))
+    assert got == [0, 1, 2] and torch.get_num_threads() == 2
+    assert [int(o) for _, o in scored(forward, ({"n": n} for n in range(3)), 2)] == [0, 1, 2]
