@@ -1,5 +1,5 @@
-"""The model an inference pass runs: bf16 weights where bf16 is native, and a last layer that
-computes only the first token.
+"""Inference passes: the model they run (bf16 weights where bf16 is native, a last layer that
+computes only the first token) and how their batches run (side by side on a CPU's threads).
 
 A sequence classifier of the BERT family reads one vector of its last layer, the first
 token's ([CLS], <s>): BERT's pooler and the RoBERTa/ELECTRA heads take `hidden[:, 0]`. Every
@@ -12,7 +12,8 @@ computation on fewer rows: equal to the full forward to 1e-6 in fp32 (tests/test
 Models whose head or layer this module does not know score with the full forward.
 
 The same encoder hands the layers the padding mask as one row per review (faster in SDPA's
-CPU kernel than transformers' row per query).
+CPU kernel than transformers' row per query). `scored` runs whole batches side by side, one
+per thread, where a CPU has several threads and enough batches (docs/performance.md).
 """
 
 from __future__ import annotations
