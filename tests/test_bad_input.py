@@ -343,15 +343,33 @@ def test_a_hub_that_does_not_answer_switches_to_offline_at_once(monkeypatch):
         hub.hub_answers.cache_clear()
 
 
-def test_out_of_memory_in_evaluation_names_the_flag(bad, tiny_data_dir, capsys, monkeypatch):
+@pytest.mark.parametrize("side_by_side", [False, True])
+def test_out_of_memory_in_evaluation_names_the_flag(bad, tiny_data_dir, capsys, monkeypatch,
+                                                    side_by_side):
+    import threading
+
+    import torch
+
     from bertsent import engine
 
+    where = []
+
     def no_memory(*args, **kwargs):
+        where.append(threading.current_thread().name)
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
                            "allocate memory: you tried to allocate 9999999999 bytes")
 
     monkeypatch.setattr(engine, "forward_logits", no_memory)
-    code = evaluate.main(["--model", str(bad["ckpt_root"] / "done" / "best"), "--data",
-                          str(tiny_data_dir), "--samples", "4"])
+    threads = torch.get_num_threads()
+    # side by side: 8 batches on two threads, so the failing batch runs in a worker thread
+    extra = ["--samples", "16", "--batch-size", "2", "--threads", "2"] if side_by_side \
+        else ["--samples", "4"]
+    try:
+        code = evaluate.main(["--model", str(bad["ckpt_root"] / "done" / "best"), "--data",
+                              str(tiny_data_dir), *extra])
+        assert torch.get_num_threads() == 2 if side_by_side else threads
+    finally:
+        torch.set_num_threads(threads)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--batch-tokens or --batch-size for evaluate" in err[0]
+    assert where and where[0].startswith("bertsent-score") == side_by_side
