@@ -367,7 +367,7 @@ def test_out_of_memory_in_evaluation_names_the_flag(bad, tiny_data_dir, capsys, 
     try:
         code = evaluate.main(["--model", str(bad["ckpt_root"] / "done" / "best"), "--data",
                               str(tiny_data_dir), *extra])
-        assert torch.get_num_threads() == 2 if side_by_side else threads
+        assert torch.get_num_threads() == (2 if side_by_side else threads)  # given back
     finally:
         torch.set_num_threads(threads)
     err = capsys.readouterr().err.strip().splitlines()
