@@ -93,9 +93,9 @@ def cuttable(model: torch.nn.Module) -> bool:
     if isinstance(encoder, ScoringEncoder) or not isinstance(layers, torch.nn.ModuleList) \
             or not len(layers):
         return False
-    last = layers[-1]
-    return hasattr(last, "feed_forward_chunk") and hasattr(last.attention, "output") and all(
-        hasattr(getattr(getattr(last, "attention", None), "self", None), name)
+    attention = getattr(layers[-1], "attention", None)
+    return hasattr(layers[-1], "feed_forward_chunk") and hasattr(attention, "output") and all(
+        hasattr(getattr(attention, "self", None), name)
         for name in ("query", "key", "value", "num_attention_heads", "scaling"))
 
 
