@@ -1,6 +1,6 @@
 """Model FLOP utilisation of a bertsent training step against the batch size: how far the step
 of 8 reviews that bertsent's recipe trains with is from the matmul peak, and what a larger
-batch would buy.
+batch would buy, and how far the step's own matmuls are from it.
 
 One optimizer step of MiniLM-L6 as bertsent trains it (bf16 autocast where native, else fp32;
 dropout 0, the attention written out, fused AdamW, clipping, freed memory reused) on rows of
@@ -9,8 +9,18 @@ dropout 0, the attention written out, fused AdamW, clipping, freed memory reused
 tokens + 3 x layers x 4 x L^2 x hidden per row of L real tokens. The peak is the best of a
 2048^3 and a 4096^3 matmul in the same process and precision.
 
+The "matmuls alone" columns are the ceiling: every mm, addmm and bmm of one step (forward,
+backward), recorded with their shapes, strides and dtypes and replayed back to back on fresh
+tensors (best of --reps), with nothing else in between. "MFU if only matmuls" is the step's
+model FLOPs over that time: the utilisation a step would reach if everything outside the
+matmuls (casts, softmax, GELU, LayerNorm, adds, AdamW) took no time at all.
+
     python benchmarks/mfu_batch.py                      # two threads, about 3 minutes
     python benchmarks/mfu_batch.py --threads 1 --batches 8,32
+    python benchmarks/mfu_batch.py --batches 8 --compile   # + the same step torch.compile'd
+
+--compile adds a row per batch for the model under torch.compile (dynamic=False, as
+`bertsent.train --compile` runs it), loaded afresh: its first step's seconds are the compile.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -33,6 +44,52 @@ import bertsent.model  # noqa: E402,F401 - quiets transformers' load reports
 from bertsent.runtime import cpu_has_bf16, device_name, reuse_freed_memory  # noqa: E402
 
 PADDING = 30  # make_step masks the last 30 tokens of every row
+
+
+MATMULS = {torch.ops.aten.mm.default: 0, torch.ops.aten.addmm.default: 1,
+           torch.ops.aten.bmm.default: 0, torch.ops.aten.baddbmm.default: 1}  # op: first operand
+
+
+class MatmulRecorder(TorchDispatchMode):
+    """Records every matmul a step dispatches (after autocast, so in the dtype it ran in)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in MATMULS:
+            spec = [(a.shape, a.stride(), a.dtype) if isinstance(a, torch.Tensor) else a
+                    for a in args]
+            self.calls.append((func, spec, kwargs or {}))
+        return func(*args, **(kwargs or {}))
+
+
+def recorded_matmuls(step) -> list[tuple]:
+    with MatmulRecorder() as recorder:
+        step()
+    return recorder.calls
+
+
+def matmul_flops(calls: list[tuple]) -> float:
+    """2 x M x N x K (x batch) for each recorded call."""
+    total = 0.0
+    for func, spec, _ in calls:
+        a, b = spec[MATMULS[func]][0], spec[MATMULS[func] + 1][0]
+        total += 2.0 * a.numel() * b[-1]
+    return total
+
+
+def replay_seconds(calls: list[tuple], reps: int) -> float:
+    """The recorded matmuls back to back on fresh tensors of the same layout: best of reps."""
+    made = [(func, [torch.empty_strided(*a[:2], dtype=a[2]).normal_() if isinstance(a, tuple)
+                    else a for a in spec], kwargs) for func, spec, kwargs in calls]
+
+    def replay() -> None:
+        for func, args, kwargs in made:
+            func(*args, **kwargs)
+
+    return step_seconds(replay, reps)
 
 
 def step_seconds(step, reps: int) -> float:
@@ -52,6 +109,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=256)
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--compile", action="store_true", help="also time the compiled step")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,13 +124,31 @@ def main() -> None:
     print(f"{device_name(torch.device('cpu'))}, {torch.get_num_threads()} threads, {precision}; "
           f"{precision} matmul peak {peak:.0f} GFLOP/s (n={n}); rows of {args.length} tokens, "
           f"{real} real", flush=True)
-    print(f"{'batch':>6} {'ms/step':>9} {'samples/s':>10} {'GFLOP/s':>9} {'MFU':>7}")
+    print(f"{'batch':>6} {'ms/step':>9} {'samples/s':>10} {'GFLOP/s':>9} {'MFU':>7} | "
+          f"{'matmuls alone: ms':>17} {'share of step':>13} {'GFLOP/s':>9} {'of peak':>8} "
+          f"{'MFU if only matmuls':>19}")
     for batch in (int(b) for b in args.batches.split(",")):
-        seconds = step_seconds(make_step(model, batch, args.length, precision=precision),
-                               args.reps)
+        step = make_step(model, batch, args.length, precision=precision)
+        seconds = step_seconds(step, args.reps)
+        calls = recorded_matmuls(step)
+        alone = replay_seconds(calls, args.reps)
         gflops = per_row * batch / seconds / 1e9
+        mm_gflops = matmul_flops(calls) / alone / 1e9
         print(f"{batch:>6} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} {gflops:>9.0f} "
-              f"{gflops / peak:>7.1%}", flush=True)
+              f"{gflops / peak:>7.1%} | {alone * 1000:>17.0f} {alone / seconds:>13.0%} "
+              f"{mm_gflops:>9.0f} {mm_gflops / peak:>8.1%} "
+              f"{per_row * batch / alone / 1e9 / peak:>19.1%}", flush=True)
+        if args.compile:
+            compiled = make_step(torch.compile(load(args.model, "auto"), dynamic=False), batch,
+                                 args.length, precision=precision)
+            start = time.perf_counter()
+            compiled()
+            first = time.perf_counter() - start
+            seconds = step_seconds(compiled, args.reps)
+            gflops = per_row * batch / seconds / 1e9
+            print(f"{'':>6} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} {gflops:>9.0f} "
+                  f"{gflops / peak:>7.1%} | compiled; its first step took {first:.1f} s",
+                  flush=True)
 
 
 if __name__ == "__main__":
