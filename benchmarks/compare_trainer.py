@@ -62,8 +62,11 @@ A smoke run (MiniLM-L3, 64 train / 32 test reviews, max length 64, under a minut
 
     python benchmarks/compare_trainer.py --quick
 
-One run only: ``--only trainer-original`` (or ``trainer-best``, ``bertsent``,
-``bertsent-sparse``).
+Some runs only: ``--only trainer-best,bertsent`` (of ``trainer-original``, ``trainer-best``,
+``bertsent``, ``bertsent-sparse``). The path of a CPU without native bf16 (fp32 everywhere,
+``Trainer`` at its best without bf16), on any CPU::
+
+    python benchmarks/compare_trainer.py --precision fp32 --only trainer-best,bertsent
 """
 
 from __future__ import annotations
@@ -109,6 +112,7 @@ class Setup:
     seed: int
     threads: int | None  # torch intra-op threads (None: torch's default, all cores)
     eval_passes: int = 3  # timed evaluation passes; the fastest is reported
+    precision: str = "auto"  # auto: bf16 where native (Trainer at its best too); fp32: neither
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -213,7 +217,8 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         warmup = "warmup_ratio" if "warmup_ratio" in params else "warmup_steps"  # <1: a ratio
         kwargs.update(learning_rate=defaults.lr,
                       per_device_eval_batch_size=defaults.eval_batch_size,
-                      bf16=cpu_has_bf16(), **{warmup: defaults.warmup_ratio})
+                      bf16=cpu_has_bf16() and setup.precision == "auto",
+                      **{warmup: defaults.warmup_ratio})
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     else:
         kwargs.update(learning_rate=2e-5, per_device_eval_batch_size=8)
@@ -270,7 +275,7 @@ def run_bertsent(setup: Setup, sparse: bool = False) -> dict[str, Any]:
                     "train_samples": setup.train_samples, "val_samples": setup.val_samples,
                     "eval_samples": setup.eval_samples, "epochs": setup.epochs,
                     "max_length": setup.max_length, "seed": setup.seed, "run_name": "bench",
-                    "sparse_embeddings": sparse,
+                    "sparse_embeddings": sparse, "precision": setup.precision,
                     "checkpoint_dir": str(work / "checkpoints"), "runs_dir": str(work / "runs")})
     rss = peak_rss_mib()  # training + its validation + its test evaluation
 
@@ -391,7 +396,7 @@ def spawn(name: str, setup: Setup) -> dict[str, Any]:
                "--eval-samples", str(setup.eval_samples),
                "--val-samples", str(setup.val_samples), "--max-length", str(setup.max_length),
                "--epochs", str(setup.epochs), "--seed", str(setup.seed),
-               "--eval-passes", str(setup.eval_passes)]
+               "--eval-passes", str(setup.eval_passes), "--precision", setup.precision]
         if setup.threads:
             cmd += ["--threads", str(setup.threads)]
         print(f"\n=== {name} ===", file=sys.stderr, flush=True)
@@ -490,11 +495,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default, one per core); 1 is steadier when the CPU is shared")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: minilm-l3, 64 train / 32 test reviews, max length 64")
-    parser.add_argument("--only", choices=RUNS, help="run only this configuration")
+    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help="fp32: no run uses bf16, the path of a CPU without native bf16 "
+                        "(AVX2 only), measured on any CPU (default auto: bf16 where native)")
+    parser.add_argument("--only", help="comma-separated runs, of " + ", ".join(RUNS)
+                        + " (default: all)")
     parser.add_argument("--out", help="JSON results (default benchmarks/results.json, "
                         "benchmarks/results-quick.json with --quick)")
     parser.add_argument("--child-result", help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = [n for n in (args.only or "").split(",") if n and n not in RUNS]
+    if unknown:
+        parser.error(f"--only: unknown run {unknown[0]!r}: choose from {', '.join(RUNS)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -506,7 +519,8 @@ def main(argv: list[str] | None = None) -> int:
                   val_samples=base["val_samples"] if args.val_samples is None
                   else args.val_samples,
                   max_length=args.max_length or base["max_length"], epochs=args.epochs,
-                  seed=args.seed, threads=args.threads, eval_passes=max(1, args.eval_passes))
+                  seed=args.seed, threads=args.threads, eval_passes=max(1, args.eval_passes),
+                  precision=args.precision)
     if args.child_result:
         return child(args.only, setup, args.child_result)
 
@@ -529,7 +543,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else \
         REPO / "benchmarks" / ("results-quick.json" if args.quick else "results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    names = [args.only] if args.only else list(RUNS)
+    names = [n for n in RUNS if n in args.only.split(",")] if args.only else list(RUNS)
     results: dict[str, dict] = {}
     for name in names:  # written after each run, so that an interrupted benchmark keeps some
         results[name] = spawn(name, setup)
