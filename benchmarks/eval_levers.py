@@ -11,6 +11,9 @@ native bf16). Each lever is timed --rounds times, interleaved with the others, a
 pass counts: a neighbour's burst of work slows some passes, never speeds one up.
 
     OMP_NUM_THREADS=1 python benchmarks/eval_levers.py --samples 400 --max-length 256 --threads 1
+
+--precision fp32 scores as a CPU without native bf16 does (fp32 weights, no autocast, Trainer
+without bf16), on any CPU; the levers named "bf16 weights" then keep the fp32 weights.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--threads", type=int)
+    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help="fp32: the path of a CPU without native bf16 (default auto: bf16 "
+                        "where native)")
     parser.add_argument("--only", help="comma-separated parts of lever names to run "
                         "(default: all; the first one run is the reference)")
     parser.add_argument("--rounds", type=int, default=5,
@@ -92,7 +98,7 @@ def main() -> None:
     tokenizer = load_tokenizer(args.model)
     ids, labels = test_sample(args.data, args.samples, tokenizer, args.max_length)
     lengths = np.array([len(x) for x in ids])
-    bf16 = cpu_has_bf16()
+    bf16 = cpu_has_bf16() and args.precision == "auto"
     torch.manual_seed(0)
     base = load_model(args.model, 2, 0.0, ["negative", "positive"]).eval()
     auto = (lambda: torch.autocast("cpu", torch.bfloat16)) if bf16 else contextlib.nullcontext

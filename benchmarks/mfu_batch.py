@@ -110,11 +110,14 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--compile", action="store_true", help="also time the compiled step")
+    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help="fp32: the step of a CPU without native bf16, against the fp32 "
+                        "peak (default auto: bf16 where native)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     reuse_freed_memory()
-    precision = "bf16" if cpu_has_bf16() else "fp32"
+    precision = "bf16" if cpu_has_bf16() and args.precision == "auto" else "fp32"
     peak, n = matmul_peak("bfloat16" if precision == "bf16" else "float32")
     model = load(args.model, "auto")
     cfg = model.config
