@@ -1,4 +1,6 @@
-"""torch.distributed glue: a no-op for plain single-process runs, DDP under torchrun."""
+"""torch.distributed glue: a no-op for plain single-process runs, DDP under torchrun (one
+process included: `torchrun --nproc_per_node=1` runs the same process group and DDP path as
+many, which is how that path is checked on a machine with one GPU)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ class DistInfo:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
+    joined: bool = False  # in a process group: launched by torchrun, whatever its size
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.joined
 
     @property
     def is_main(self) -> bool:
@@ -31,15 +34,14 @@ class DistInfo:
 def setup_distributed(device_type: str) -> DistInfo:
     """Join the process group torchrun describes (gloo on CPU, NCCL on CUDA), with a timeout so
     that a rank that died brings the others down instead of hanging them."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world_size_from_env() <= 1 and not launched():
         return DistInfo()
     if not dist.is_initialized():
         timeout = datetime.timedelta(seconds=int(os.environ.get("BERTSENT_DIST_TIMEOUT", "600")))
         backend = "nccl" if device_type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=timeout)
     return DistInfo(rank=dist.get_rank(), local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                    world_size=dist.get_world_size())
+                    world_size=dist.get_world_size(), joined=True)
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -68,6 +70,16 @@ def barrier() -> None:
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def backend() -> str:
+    """The process group's backend (nccl, gloo), for the start line."""
+    return str(dist.get_backend()) if dist.is_initialized() else "none"
+
+
+def launched() -> bool:
+    """Started by torchrun (or a launcher like it): the rendezvous that env:// reads is set."""
+    return all(name in os.environ for name in ("MASTER_ADDR", "MASTER_PORT", "RANK"))
 
 
 def world_size_from_env() -> int:

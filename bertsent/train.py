@@ -390,7 +390,8 @@ def _train(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, resume_stat
         run.logger.config(cfg.to_dict(), progress.step)
     weights = run.class_weights
     D.say(f"run {cfg.run_name}: {len(run.sampler.lengths)} train reviews, {run.total_steps} "
-          f"steps, {run.precision} on {device}, world size {dist.world_size}; "
+          f"steps, {run.precision} on {device}, world size {dist.world_size}"
+          f"{f' ({D.backend()})' if dist.enabled else ''}; "
           + describe_labels(run.labels, None if weights is None else weights.tolist()), dist)
     if resume_state is not None:
         D.say(resume_state["resumed_from"], dist)  # once every check has passed

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from tests.conftest import tiny_settings
 
 
-def run(tiny_config, tmp_path, name, nproc, batch_size, extra=(), env=None):
+def run(tiny_config, tmp_path, name, nproc, batch_size, extra=(), env=None, torchrun=None):
     cfg = {**tiny_config, "run_name": name, "batch_size": batch_size, "dropout": 0.0,
            "test_samples": 37, "epochs": 2, "save_every": 3, "val_samples": 8,
            "sanity_eval_batches": 1}  # 1 val batch: rank 1 has none (must not hang)
@@ -20,7 +20,8 @@ def run(tiny_config, tmp_path, name, nproc, batch_size, extra=(), env=None):
     for key, value in cfg.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
+                f"--nproc_per_node={nproc}"] if (nproc > 1 if torchrun is None else torchrun) \
+        else [sys.executable]
     proc = subprocess.run([*launcher, "-m", "bertsent.train", *argv, *extra],
                           capture_output=True, text=True, timeout=300, env=env)
     return proc
@@ -70,6 +71,20 @@ def test_two_processes_match_one_with_the_same_global_batch(single, tmp_path):
     assert_close(final_weights(tmp, "one"), final_weights(tmp_path, "two"), start)
     writers = {p.name.split(".")[-2] for p in (tmp_path / "runs" / "two").glob("events.*")}
     assert len(writers) == 1  # one process (rank 0) wrote TensorBoard events
+
+
+def test_one_process_under_torchrun_joins_the_group_and_trains_as_a_plain_run(single, tmp_path):
+    """torchrun --nproc_per_node=1 runs the process group and DDP path (how NCCL's start is
+    checked on a machine with one GPU), and ends where a plain process does, bit for bit."""
+    cfg, tmp, one = single
+    cfg = {**cfg, "checkpoint_dir": str(tmp_path / "ckpt"), "runs_dir": str(tmp_path / "runs")}
+    proc = run(cfg, tmp_path, "torchrun-one", 1, 8, torchrun=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "world size 1 (gloo)" in proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["world_size"] == 1 and got["accuracy"] == one["accuracy"]
+    a, b = final_weights(tmp, "one"), final_weights(tmp_path, "torchrun-one")
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("resume_nproc, resume_batch", [(2, 4), (1, 8)])
