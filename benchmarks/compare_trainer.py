@@ -49,6 +49,10 @@ What is measured, with one definition for all runs:
 
 Needs ``accelerate>=1.1`` besides bertsent's dependencies (``Trainer`` requires it).
 
+On a machine with CUDA every run uses the GPU (``--device`` chooses): ``Trainer`` at its best
+in bf16 where the GPU supports it, bertsent with its defaults, the timed passes on the GPU,
+the peak of 2048^3 to 8192^3 products on it, and each run's peak of allocated GPU memory.
+
 The full benchmark (about 15-25 minutes on a 2-core CPU)::
 
     python benchmarks/compare_trainer.py --threads 1 --out benchmarks/results.json
@@ -113,6 +117,7 @@ class Setup:
     threads: int | None  # torch intra-op threads (None: torch's default, all cores)
     eval_passes: int = 3  # timed evaluation passes; the fastest is reported
     precision: str = "auto"  # auto: bf16 where native (Trainer at its best too); fp32: neither
+    device: str = "auto"  # every run's device: auto (CUDA where there is one), cpu, cuda[:N]
 
 
 # ---------------------------------------------------------------- shared helpers
@@ -134,6 +139,30 @@ def peak_rss_mib() -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def resolved_device(setup: Setup):
+    from bertsent.runtime import pick_device
+
+    return pick_device(setup.device)
+
+
+def native_bf16(device) -> bool:
+    """bf16 that runs at speed: AMX/AVX512-BF16 on a CPU, bf16 support on a CUDA device."""
+    import torch
+
+    from bertsent.runtime import cpu_has_bf16
+
+    return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
+
+
+def cuda_memory() -> dict[str, float]:
+    """The peak of memory torch allocated on the CUDA device, where a run used one."""
+    import torch
+
+    if not torch.cuda.is_available() or not torch.cuda.is_initialized():
+        return {}
+    return {"cuda_peak_allocated_mib": torch.cuda.max_memory_allocated() / 2**20}
 
 
 def timed_passes(one_pass: Callable[[], Any], passes: int) -> tuple[Any, list[float]]:
@@ -176,9 +205,8 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
 
     from bertsent.config import TrainConfig
     from bertsent.metrics import compute_metrics
-    from bertsent.runtime import cpu_has_bf16
-
     defaults = TrainConfig()
+    on_cpu = resolved_device(setup).type == "cpu"
     set_seed(setup.seed)  # the classifier head's init
     tokenizer = AutoTokenizer.from_pretrained(setup.model)
     model = AutoModelForSequenceClassification.from_pretrained(setup.model, num_labels=2)
@@ -206,7 +234,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         output_dir=out_dir, per_device_train_batch_size=BATCH_SIZE,
         num_train_epochs=setup.epochs, weight_decay=0.01, seed=setup.seed, report_to="none",
         save_strategy="no", push_to_hub=False, disable_tqdm=True,
-        use_cpu=not torch.cuda.is_available())  # bf16 on a CPU needs use_cpu
+        use_cpu=on_cpu)  # bf16 on a CPU needs use_cpu
     collator = None
     if best:
         params = inspect.signature(TrainingArguments).parameters
@@ -217,7 +245,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         warmup = "warmup_ratio" if "warmup_ratio" in params else "warmup_steps"  # <1: a ratio
         kwargs.update(learning_rate=defaults.lr,
                       per_device_eval_batch_size=defaults.eval_batch_size,
-                      bf16=cpu_has_bf16() and setup.precision == "auto",
+                      bf16=native_bf16(resolved_device(setup)) and setup.precision == "auto",
                       **{warmup: defaults.warmup_ratio})
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     else:
@@ -255,6 +283,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         "truncation": "head", "padding": "dynamic (multiple of 8)" if best else "max_length",
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
         "torch_threads": torch.get_num_threads(), "settings": settings,
+        **cuda_memory(),
     }
 
 
@@ -276,12 +305,13 @@ def run_bertsent(setup: Setup, sparse: bool = False) -> dict[str, Any]:
                     "eval_samples": setup.eval_samples, "epochs": setup.epochs,
                     "max_length": setup.max_length, "seed": setup.seed, "run_name": "bench",
                     "sparse_embeddings": sparse, "precision": setup.precision,
+                    "device": setup.device,
                     "checkpoint_dir": str(work / "checkpoints"), "runs_dir": str(work / "runs")})
     rss = peak_rss_mib()  # training + its validation + its test evaluation
 
     # A separately timed test pass of the best model, with bertsent's own loader.
     cfg = TrainConfig()
-    device = torch.device("cpu")
+    device = resolved_device(setup)
     tokenizer = load_tokenizer(setup.model)
     train_raw, test_raw = load_subsets(setup)
     enc_train = tokenize(train_raw, tokenizer, setup.max_length, cfg.truncation, cfg.cache_dir)
@@ -318,7 +348,7 @@ def run_bertsent(setup: Setup, sparse: bool = False) -> dict[str, Any]:
         "precision": result["precision_mode"], "truncation": cfg.truncation,
         "padding": "dynamic (multiple of 8), length-grouped",
         "attn_implementation": getattr(model.config, "_attn_implementation", None),
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": torch.get_num_threads(), **cuda_memory(),
         "settings": {k: v for k, v in cfg.to_dict().items()
                      if k in ("lr", "batch_size", "eval_batch_size", "eval_tokens", "weight_decay",
                               "warmup_ratio", "max_grad_norm", "group_by_length", "truncation")},
@@ -351,37 +381,42 @@ def child(name: str, setup: Setup, result_path: str) -> int:
 
 
 # ---------------------------------------------------------------- the parent
-def measure_peaks(machine: dict[str, Any], when: str) -> None:
+def measure_peaks(machine: dict[str, Any], when: str, device) -> None:
     """The fp32 (and native bf16) matmul peaks, measured before the runs and again after them:
     the peak counted is the higher of the two, since this CPU's matmul throughput can drop by
     half or more for minutes when other work shares its host (1,618 and 533 GFLOP/s in bf16 half
     an hour apart, docs/performance.md)."""
     for dtype, key in (("float32", "fp32"), ("bfloat16", "bf16")):
         if key == "fp32" or machine["native_bf16"]:  # emulated bf16 runs at ~0.2 GFLOP/s
-            gflops, n = matmul_peak(dtype)
+            gflops, n = matmul_peak(dtype, device)
             machine[f"{key}_gflops_{when}"] = gflops
             if gflops >= machine.get(f"{key}_gflops", 0.0):
                 machine[f"{key}_gflops"], machine[f"{key}_peak_n"] = gflops, n
 
 
-def matmul_peak(dtype_name: str) -> tuple[float, int]:
-    """(GFLOP/s, n) of the best of 2048^3 and 4096^3: the peak where the matmul saturates (at
-    2048 some CPUs are still below it)."""
-    return max((matmul_gflops(dtype_name, n, repeats), n) for n, repeats in ((2048, 10),
-                                                                            (4096, 3)))
+def matmul_peak(dtype_name: str, device=None) -> tuple[float, int]:
+    """(GFLOP/s, n) of the best of 2048^3 and 4096^3 (and 8192^3 on a GPU): the peak where the
+    matmul saturates (at 2048 some CPUs are still below it)."""
+    sizes = ((2048, 10), (4096, 3)) + (((8192, 10),) if device is not None
+                                       and device.type == "cuda" else ())
+    return max((matmul_gflops(dtype_name, n, repeats, device), n) for n, repeats in sizes)
 
 
-def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 10) -> float:
-    """Best-of-N throughput of an n x n @ n x n matmul, in GFLOP/s."""
+def matmul_gflops(dtype_name: str, n: int = 2048, repeats: int = 10, device=None) -> float:
+    """Best-of-N throughput of an n x n @ n x n matmul, in GFLOP/s (on a GPU each product is
+    timed to its end)."""
     import torch
 
     dtype = getattr(torch, dtype_name)
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.matmul(a, b)  # warm up (oneDNN picks and caches its kernel)
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
+    sync = torch.cuda.synchronize if a.device.type == "cuda" else (lambda: None)
+    torch.matmul(a, b)  # warm up (oneDNN or cuBLAS picks and caches its kernel)
+    sync()
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
         torch.matmul(a, b)
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2.0 * n**3 / best / 1e9
 
@@ -396,7 +431,8 @@ def spawn(name: str, setup: Setup) -> dict[str, Any]:
                "--eval-samples", str(setup.eval_samples),
                "--val-samples", str(setup.val_samples), "--max-length", str(setup.max_length),
                "--epochs", str(setup.epochs), "--seed", str(setup.seed),
-               "--eval-passes", str(setup.eval_passes), "--precision", setup.precision]
+               "--eval-passes", str(setup.eval_passes), "--precision", setup.precision,
+               "--device", setup.device]
         if setup.threads:
             cmd += ["--threads", str(setup.threads)]
         print(f"\n=== {name} ===", file=sys.stderr, flush=True)
@@ -428,7 +464,7 @@ def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> s
     lines = [f"model {shown(setup.model)}, {setup.train_samples} train / {setup.eval_samples} test "
              f"reviews, max length {setup.max_length}, batch {BATCH_SIZE}, "
              f"{setup.epochs} epoch(s), seed {setup.seed}",
-             f"CPU {machine['cpu']} ({machine['cores']} cores, torch threads "
+             f"{machine['device']}, CPU {machine['cpu']} ({machine['cores']} cores, torch threads "
              f"{machine['torch_threads']}), {machine['date']}", "",
              "".ljust(width) + "".join(n.rjust(18) for n in names)]
     for label, key, spec in rows:
@@ -498,6 +534,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
                         help="fp32: no run uses bf16, the path of a CPU without native bf16 "
                         "(AVX2 only), measured on any CPU (default auto: bf16 where native)")
+    parser.add_argument("--device", default="auto",
+                        help="every run's device: auto (CUDA where there is one), cpu, cuda[:N]")
     parser.add_argument("--only", help="comma-separated runs, of " + ", ".join(RUNS)
                         + " (default: all)")
     parser.add_argument("--out", help="JSON results (default benchmarks/results.json, "
@@ -520,23 +558,24 @@ def main(argv: list[str] | None = None) -> int:
                   else args.val_samples,
                   max_length=args.max_length or base["max_length"], epochs=args.epochs,
                   seed=args.seed, threads=args.threads, eval_passes=max(1, args.eval_passes),
-                  precision=args.precision)
+                  precision=args.precision, device=args.device)
     if args.child_result:
         return child(args.only, setup, args.child_result)
 
     import torch
 
-    from bertsent.runtime import cpu_has_bf16, device_name
+    from bertsent.runtime import device_name
 
     if setup.threads:
         torch.set_num_threads(setup.threads)
     machine: dict[str, Any] = {
         "cpu": device_name(torch.device("cpu")), "cores": os.cpu_count(),
+        "device": device_name(resolved_device(setup)),
         "torch_threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__,
         "python": platform.python_version(), "loadavg_start": os.getloadavg(),
-        "native_bf16": cpu_has_bf16()}
-    measure_peaks(machine, "start")
+        "native_bf16": native_bf16(resolved_device(setup))}
+    measure_peaks(machine, "start", resolved_device(setup))
     import transformers
 
     machine["transformers"] = transformers.__version__
@@ -553,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps({"setup": given, "machine": machine, "runs": results,
                                    "table": table, "complete": len(results) == len(names)},
                                   indent=2, default=str))
-    measure_peaks(machine, "end")
+    measure_peaks(machine, "end", resolved_device(setup))
     table = report(setup, results, machine)
     out.write_text(json.dumps({"setup": given, "machine": machine, "runs": results,
                                "table": table, "complete": len(results) == len(names)},
@@ -564,4 +603,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bertsent.errors import run_cli
+
+    sys.exit(run_cli(main))
