@@ -160,7 +160,8 @@ class TrainConfig:
     device: str = _f("auto", "auto, cpu, cuda or cuda:N")
     precision: str = _f("auto", "auto picks bf16 on CUDA and AMX/AVX512-BF16 CPUs",
                         choices=PRECISIONS)
-    compile: bool = _f(False, "torch.compile the model (sequence lengths are bucketed)")
+    compile: bool = _f(False, "torch.compile the model (sequence lengths are bucketed; slower "
+                       "than eager in bf16 on an AMX CPU, docs/performance.md)")
     attention: str = _f("auto", _ATTENTION_HELP, choices=ATTENTIONS)
     num_workers: int = _f(0, "DataLoader worker processes")
     threads: int | None = _f(None, "CPU threads torch uses (default: torch's choice, one per "
