@@ -207,7 +207,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
     from bertsent.metrics import compute_metrics
 
     defaults = TrainConfig()
-    on_cpu = resolved_device(setup).type == "cpu"
+    device = resolved_device(setup)
     set_seed(setup.seed)  # the classifier head's init
     tokenizer = AutoTokenizer.from_pretrained(setup.model)
     model = AutoModelForSequenceClassification.from_pretrained(setup.model, num_labels=2)
@@ -235,7 +235,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         output_dir=out_dir, per_device_train_batch_size=BATCH_SIZE,
         num_train_epochs=setup.epochs, weight_decay=0.01, seed=setup.seed, report_to="none",
         save_strategy="no", push_to_hub=False, disable_tqdm=True,
-        use_cpu=on_cpu)  # bf16 on a CPU needs use_cpu
+        use_cpu=device.type == "cpu")  # bf16 on a CPU needs use_cpu
     collator = None
     if best:
         params = inspect.signature(TrainingArguments).parameters
@@ -246,7 +246,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         warmup = "warmup_ratio" if "warmup_ratio" in params else "warmup_steps"  # <1: a ratio
         kwargs.update(learning_rate=defaults.lr,
                       per_device_eval_batch_size=defaults.eval_batch_size,
-                      bf16=native_bf16(resolved_device(setup)) and setup.precision == "auto",
+                      bf16=native_bf16(device) and setup.precision == "auto",
                       **{warmup: defaults.warmup_ratio})
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     else:
@@ -572,14 +572,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if setup.threads:
         torch.set_num_threads(setup.threads)
+    device = resolved_device(setup)
     machine: dict[str, Any] = {
         "cpu": device_name(torch.device("cpu")), "cores": os.cpu_count(),
-        "device": device_name(resolved_device(setup)),
+        "device": device_name(device),
         "torch_threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__,
         "python": platform.python_version(), "loadavg_start": os.getloadavg(),
-        "native_bf16": native_bf16(resolved_device(setup))}
-    measure_peaks(machine, "start", resolved_device(setup))
+        "native_bf16": native_bf16(device)}
+    measure_peaks(machine, "start", device)
     import transformers
 
     machine["transformers"] = transformers.__version__
@@ -596,7 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps({"setup": given, "machine": machine, "runs": results,
                                    "table": table, "complete": len(results) == len(names)},
                                   indent=2, default=str))
-    measure_peaks(machine, "end", resolved_device(setup))
+    measure_peaks(machine, "end", device)
     table = report(setup, results, machine)
     out.write_text(json.dumps({"setup": given, "machine": machine, "runs": results,
                                "table": table, "complete": len(results) == len(names)},
