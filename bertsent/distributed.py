@@ -73,8 +73,8 @@ def teardown() -> None:
 
 
 def backend() -> str:
-    """The process group's backend (nccl, gloo), for the start line."""
-    return str(dist.get_backend()) if dist.is_initialized() else "none"
+    """The process group's backend (nccl, gloo), for the start line of a joined run."""
+    return str(dist.get_backend())
 
 
 def launched() -> bool:
