@@ -156,6 +156,20 @@ def native_bf16(device) -> bool:
     return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
 
 
+def add_precision_option(parser: argparse.ArgumentParser, fp32_means: str) -> None:
+    """The `--precision auto|fp32` every benchmark shares: fp32 measures, on any CPU, the path
+    of a CPU without native bf16."""
+    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
+                        help=f"fp32: {fp32_means} (default auto: bf16 where native)")
+
+
+def runs_bf16(precision: str, device=None) -> bool:
+    """Whether a benchmark run uses bf16: asked for (auto) and native on its device."""
+    import torch
+
+    return precision == "auto" and native_bf16(device or torch.device("cpu"))
+
+
 def cuda_memory() -> dict[str, float]:
     """The peak of memory torch allocated on the CUDA device, where a run used one."""
     import torch
@@ -246,7 +260,7 @@ def run_trainer(setup: Setup, best: bool) -> dict[str, Any]:
         warmup = "warmup_ratio" if "warmup_ratio" in params else "warmup_steps"  # <1: a ratio
         kwargs.update(learning_rate=defaults.lr,
                       per_device_eval_batch_size=defaults.eval_batch_size,
-                      bf16=native_bf16(device) and setup.precision == "auto",
+                      bf16=runs_bf16(setup.precision, device),
                       **{warmup: defaults.warmup_ratio})
         collator = DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
     else:
@@ -535,9 +549,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "default, one per core); 1 is steadier when the CPU is shared")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: minilm-l3, 64 train / 32 test reviews, max length 64")
-    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
-                        help="fp32: no run uses bf16, the path of a CPU without native bf16 "
-                        "(AVX2 only), measured on any CPU (default auto: bf16 where native)")
+    add_precision_option(parser, "no run uses bf16, the path of a CPU without native bf16 "
+                         "(AVX2 only), measured on any CPU")
     parser.add_argument("--device", default="auto",
                         help="every run's device: auto (CUDA where there is one), cpu, cuda[:N]")
     parser.add_argument("--only", help="comma-separated runs, of " + ", ".join(RUNS)

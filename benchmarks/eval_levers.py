@@ -31,10 +31,11 @@ import pyarrow.parquet as pq
 import torch
 
 from bertsent.model import load_model, load_tokenizer
-from bertsent.runtime import cpu_has_bf16, use_threads
+from bertsent.runtime import use_threads
 from bertsent.sampling import longest_first
 from bertsent.scoring import cut_to_first_token
 from bertsent.tokens import Collator, encode_texts
+from compare_trainer import add_precision_option, runs_bf16  # benchmarks/, the script's folder
 
 Run = Callable[[], tuple[np.ndarray, float]]  # one timed pass: (probabilities, seconds)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -82,9 +83,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--threads", type=int)
-    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
-                        help="fp32: the path of a CPU without native bf16 (default auto: bf16 "
-                        "where native)")
+    add_precision_option(parser, "the path of a CPU without native bf16")
     parser.add_argument("--only", help="comma-separated parts of lever names to run "
                         "(default: all; the first one run is the reference)")
     parser.add_argument("--rounds", type=int, default=5,
@@ -98,7 +97,7 @@ def main() -> None:
     tokenizer = load_tokenizer(args.model)
     ids, labels = test_sample(args.data, args.samples, tokenizer, args.max_length)
     lengths = np.array([len(x) for x in ids])
-    bf16 = cpu_has_bf16() and args.precision == "auto"
+    bf16 = runs_bf16(args.precision)
     torch.manual_seed(0)
     base = load_model(args.model, 2, 0.0, ["negative", "positive"]).eval()
     auto = (lambda: torch.autocast("cpu", torch.bfloat16)) if bf16 else contextlib.nullcontext

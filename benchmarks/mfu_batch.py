@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from compare_trainer import matmul_peak  # noqa: E402
+from compare_trainer import add_precision_option, matmul_peak, runs_bf16  # noqa: E402
 from profile_step import load, make_step  # noqa: E402
 
 import bertsent.model  # noqa: E402,F401 - quiets transformers' load reports
-from bertsent.runtime import cpu_has_bf16, device_name, reuse_freed_memory  # noqa: E402
+from bertsent.runtime import device_name, reuse_freed_memory  # noqa: E402
 
 PADDING = 30  # make_step masks the last 30 tokens of every row
 
@@ -110,14 +110,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--compile", action="store_true", help="also time the compiled step")
-    parser.add_argument("--precision", choices=("auto", "fp32"), default="auto",
-                        help="fp32: the step of a CPU without native bf16, against the fp32 "
-                        "peak (default auto: bf16 where native)")
+    add_precision_option(parser, "the step of a CPU without native bf16, against the fp32 peak")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     reuse_freed_memory()
-    precision = "bf16" if cpu_has_bf16() and args.precision == "auto" else "fp32"
+    precision = "bf16" if runs_bf16(args.precision) else "fp32"
     peak, n = matmul_peak("bfloat16" if precision == "bf16" else "float32")
     model = load(args.model, "auto")
     cfg = model.config
