@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from compare_trainer import add_precision_option, runs_bf16  # benchmarks/, the script's folder
 
 from bertsent.model import load_model, load_tokenizer
 from bertsent.runtime import use_threads
 from bertsent.sampling import longest_first
 from bertsent.scoring import cut_to_first_token
 from bertsent.tokens import Collator, encode_texts
-from compare_trainer import add_precision_option, runs_bf16  # benchmarks/, the script's folder
 
 Run = Callable[[], tuple[np.ndarray, float]]  # one timed pass: (probabilities, seconds)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
