@@ -47,8 +47,23 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or "cpu"
 
 
+# oneDNN's instruction sets (ONEDNN_MAX_CPU_ISA) from which bf16 matmuls run natively
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL",
+              "DEFAULT")
+
+
+def onednn_allows_bf16() -> bool:
+    """False where ONEDNN_MAX_CPU_ISA (or its older name DNNL_MAX_CPU_ISA) caps oneDNN below
+    AVX512_CORE_BF16: bf16 matmuls are then emulated, about 1 GFLOP/s on a CPU whose AMX runs
+    them at 800, so such a cap must count as a CPU without native bf16."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return not cap or cap.strip().upper().startswith(_BF16_ISAS)
+
+
 def cpu_has_bf16() -> bool:
-    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16)."""
+    """True on CPUs with native bf16 matrix units (AMX or AVX512-BF16) that oneDNN may use."""
+    if not onednn_allows_bf16():
+        return False
     cpu = getattr(torch._C, "_cpu", None)
     for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
         fn = getattr(cpu, probe, None)

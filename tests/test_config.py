@@ -167,3 +167,30 @@ def test_more_threads_than_cpus_gets_a_note(capsys):
         assert capsys.readouterr().err == ""
     finally:
         torch.set_num_threads(before)
+
+
+_AMX_CPU = type("Cpu", (), {"_is_amx_tile_supported": staticmethod(lambda: True)})
+
+
+@pytest.mark.parametrize("cap", ["AVX2", "avx2", "AVX512_CORE", "AVX512_CORE_VNNI", "SSE41"])
+def test_a_onednn_cap_below_bf16_makes_auto_precision_fp32(monkeypatch, cap):
+    """With ONEDNN_MAX_CPU_ISA=AVX2 a bf16 matmul is emulated (about 1 GFLOP/s against 800 on
+    AMX): --precision auto must take fp32 then, whatever the CPU has."""
+    import torch
+
+    from bertsent import runtime
+    from bertsent.runtime import cpu_has_bf16, pick_precision
+    monkeypatch.setattr(runtime.torch._C, "_cpu", _AMX_CPU)  # a CPU with AMX, on any machine
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert not cpu_has_bf16()
+    assert pick_precision("auto", torch.device("cpu")) == "fp32"
+    assert pick_precision("bf16", torch.device("cpu")) == "bf16"  # asked for, still given
+
+
+@pytest.mark.parametrize("cap", ["AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL", "DEFAULT", ""])
+def test_a_onednn_cap_that_keeps_bf16_leaves_the_hardware_to_decide(monkeypatch, cap):
+    from bertsent import runtime
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    monkeypatch.setattr(runtime.torch._C, "_cpu", _AMX_CPU)
+    assert runtime.cpu_has_bf16()
