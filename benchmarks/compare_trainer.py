@@ -156,6 +156,23 @@ def native_bf16(device) -> bool:
     return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()
 
 
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA",
+            "DNNL_MAX_CPU_ISA")  # how a run is held to an older CPU's instructions
+
+
+def isa_caps() -> dict[str, str]:
+    """The instruction-set caps this process runs under (docs/performance.md: AVX2 emulated)."""
+    return {name: os.environ[name] for name in ISA_CAPS if os.environ.get(name)}
+
+
+def isa_line() -> str:
+    """'' on an uncapped run; else what the report's CPU line adds, so no capped figure passes
+    for the hardware's own."""
+    caps = isa_caps()
+    return "; instructions capped: " + " ".join(f"{k}={v}" for k, v in caps.items()) if caps \
+        else ""
+
+
 def add_precision_option(parser: argparse.ArgumentParser, fp32_means: str) -> None:
     """The `--precision auto|fp32` every benchmark shares: fp32 measures, on any CPU, the path
     of a CPU without native bf16."""
@@ -481,7 +498,7 @@ def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> s
              f"{setup.epochs} epoch(s), seed {setup.seed}",
              (f"{machine['device']}, " if machine.get("device", machine["cpu"]) != machine["cpu"]
               else "") + f"CPU {machine['cpu']} ({machine['cores']} cores, torch threads "
-             f"{machine['torch_threads']}), {machine['date']}", "",
+             f"{machine['torch_threads']}), {machine['date']}{isa_line()}", "",
              "".ljust(width) + "".join(n.rjust(18) for n in names)]
     for label, key, spec in rows:
         cells = [results[n].get("error") or fmt(results[n].get(key), spec) for n in names]
@@ -592,7 +609,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch_threads": torch.get_num_threads(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "torch": torch.__version__,
         "python": platform.python_version(), "loadavg_start": os.getloadavg(),
-        "native_bf16": native_bf16(device)}
+        "native_bf16": native_bf16(device),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "isa_caps": isa_caps()}
     measure_peaks(machine, "start", device)
     import transformers
 

@@ -29,7 +29,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import torch
-from compare_trainer import add_precision_option, runs_bf16  # benchmarks/, the script's folder
+from compare_trainer import (  # benchmarks/, the script's folder
+    add_precision_option,
+    isa_line,
+    runs_bf16,
+)
 
 from bertsent.model import load_model, load_tokenizer
 from bertsent.runtime import use_threads
@@ -150,7 +154,7 @@ def main() -> None:
     chosen = {k: v for k, v in levers.items() if not only or any(o in k for o in only)}
     print(f"{args.samples} reviews, max length {args.max_length}, mean {lengths.mean():.0f} "
           f"tokens, threads {torch.get_num_threads()}, bf16 native: {bf16}, best of "
-          f"{args.rounds} interleaved rounds", flush=True)
+          f"{args.rounds} interleaved rounds{isa_line()}", flush=True)
     ready, first = {}, {}
     for name, prepare in chosen.items():
         ready[name] = prepare()

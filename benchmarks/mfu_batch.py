@@ -37,7 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from compare_trainer import add_precision_option, matmul_peak, runs_bf16  # noqa: E402
+from compare_trainer import (  # noqa: E402
+    add_precision_option,
+    isa_line,
+    matmul_peak,
+    runs_bf16,
+)
 from profile_step import load, make_step  # noqa: E402
 
 import bertsent.model  # noqa: E402,F401 - quiets transformers' load reports
@@ -122,7 +127,8 @@ def main() -> None:
     params = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." not in name)
     real = args.length - PADDING
     per_row = 6.0 * params * real + 3.0 * cfg.num_hidden_layers * 4.0 * real**2 * cfg.hidden_size
-    print(f"{device_name(torch.device('cpu'))}, {torch.get_num_threads()} threads, {precision}; "
+    print(f"{device_name(torch.device('cpu'))}{isa_line()}, {torch.get_num_threads()} threads, "
+          f"{precision}; "
           f"{precision} matmul peak {peak:.0f} GFLOP/s (n={n}); rows of {args.length} tokens, "
           f"{real} real", flush=True)
     print(f"{'batch':>6} {'ms/step':>9} {'samples/s':>10} {'GFLOP/s':>9} {'MFU':>7} | "
