@@ -85,6 +85,29 @@ def matmul_flops(calls: list[tuple]) -> float:
     return total
 
 
+def kind(call: tuple) -> str:
+    """Which of a step's products a recorded matmul is: a weight gradient reduces over the
+    tokens, with its first operand a transposed view of the output's gradient (grad^T @ x)."""
+    func, spec, _ = call
+    if func in (torch.ops.aten.bmm.default, torch.ops.aten.baddbmm.default):
+        return "attention (bmm)"
+    shape, stride, _ = spec[MATMULS[func]]
+    return "weight gradients" if stride[0] == 1 and shape[1] > 1 and stride[1] > 1 \
+        else "forward and input gradients"
+
+
+def by_kind(calls: list[tuple], reps: int) -> dict[str, tuple[float, float]]:
+    """{kind: (seconds, GFLOP/s)} of the step's matmuls replayed alone, one kind at a time."""
+    kinds: dict[str, list[tuple]] = {}
+    for call in calls:
+        kinds.setdefault(kind(call), []).append(call)
+    out = {}
+    for name, group in kinds.items():
+        seconds = replay_seconds(group, reps)
+        out[name] = (seconds, matmul_flops(group) / seconds / 1e9)
+    return out
+
+
 def replay_seconds(calls: list[tuple], reps: int) -> float:
     """The recorded matmuls back to back on fresh tensors of the same layout: best of reps."""
     made = [(func, [torch.empty_strided(*a[:2], dtype=a[2]).normal_() if isinstance(a, tuple)
@@ -115,6 +138,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--compile", action="store_true", help="also time the compiled step")
+    parser.add_argument("--by-kind", action="store_true",
+                        help="also replay the step's forward and input-gradient products, its "
+                        "weight gradients and its attention products apart")
     add_precision_option(parser, "the step of a CPU without native bf16, against the fp32 peak")
     args = parser.parse_args()
     if args.threads:
@@ -145,6 +171,10 @@ def main() -> None:
               f"{gflops / peak:>7.1%} | {alone * 1000:>17.0f} {alone / seconds:>13.0%} "
               f"{mm_gflops:>9.0f} {mm_gflops / peak:>8.1%} "
               f"{per_row * batch / alone / 1e9 / peak:>19.1%}", flush=True)
+        if args.by_kind:
+            print("       matmuls alone, by kind: " + "; ".join(
+                f"{name} {sec * 1000:.0f} ms at {rate:.0f} GFLOP/s ({rate / peak:.0%})"
+                for name, (sec, rate) in by_kind(calls, args.reps).items()), flush=True)
         if args.compile:
             compiled = make_step(torch.compile(load(args.model, "auto"), dynamic=False), batch,
                                  args.length, precision=precision)
