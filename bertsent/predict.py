@@ -77,7 +77,8 @@ def read_inputs(cfg: PredictConfig, texts: list[str], text_column: str
         except UnicodeEncodeError:  # undecodable bytes in an argument (surrogate escapes)
             fail(f"text {number} is not UTF-8: pass UTF-8 text")
     if all(is_blank(t) for t in texts):
-        fail("no texts to predict (the input is empty): give at least one non-empty text")
+        what = f"all {len(texts)} texts are blank" if texts else "the input is empty"
+        fail(f"no texts to predict ({what}): give at least one non-empty text")
     return rows, texts
 
 

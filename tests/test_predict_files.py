@@ -311,3 +311,13 @@ def test_a_pipe_is_read_from_its_first_byte(tmp_path, name, body):
         assert read_rows(str(fifo), "text")[1] == ["great fun", "awful"]
     finally:
         os.close(read_end)
+
+
+@pytest.mark.parametrize("body, what", [("", "the input is empty"),
+                                        ("\n  \n\t\n", "all 3 texts are blank")])
+def test_an_empty_or_all_blank_file_is_refused_saying_which(model, tmp_path, capsys,
+                                                            no_predictions, body, what):
+    source = tmp_path / "in.txt"
+    source.write_text(body)
+    assert run_predict(model, "--file", source) == 2
+    one_line_error(capsys, "no texts to predict", what)
