@@ -11,6 +11,7 @@ needed.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -125,6 +126,41 @@ def _no_label_rows(column: pa.ChunkedArray | pa.Array) -> int:
     if not is_integer(column):
         return 0
     return int(pc.sum(pc.equal(_plain(column), NO_LABEL)).as_py() or 0)
+
+
+def _spelling(name: str) -> str:
+    """What a label reads as: its number for number-like labels (01, +1, 1.0 -> 1.0), else
+    its text without outer spaces and case."""
+    text = name.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        return text.casefold()
+    return repr(value) if math.isfinite(value) else text.casefold()
+
+
+def look_alike(names: tuple[str, ...]) -> list[list[str]]:
+    """Groups of class names that differ only in spaces, case or how a number is written
+    (' pos', 'POS', 'pos'; '01', '1', '1.0'): in real data that is almost always one class
+    written two ways, yet as written they are separate classes."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(_spelling(name), []).append(name)
+    return [group for group in groups.values() if len(group) > 1]
+
+
+def look_alike_note(labels: LabelMap) -> str | None:
+    """The start-up note for look-alike classes, or None (ids, or classes that differ)."""
+    if labels.by_id:
+        return None
+    groups = look_alike(labels.names)
+    if not groups:
+        return None
+    shown = "; ".join(", ".join(repr(_cut(n)) for n in group) for group in groups[:3])
+    more = f" (and {len(groups) - 3} more groups)" if len(groups) > 3 else ""
+    return (f"note: labels that differ only in spaces, case or number format are separate "
+            f"classes, as written: {shown}{more}; if each group is one class, make its "
+            "labels the same in the data")
 
 
 @dataclass(frozen=True)

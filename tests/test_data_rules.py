@@ -17,7 +17,7 @@ from bertsent.config import EvalConfig
 from bertsent.data import check_split, is_unlabelled, pick_splits
 from bertsent.datafiles import load_raw
 from bertsent.errors import UserError
-from bertsent.labels import LabelMap, as_written
+from bertsent.labels import LabelMap, as_written, look_alike
 from bertsent.metrics import compute_metrics
 from bertsent.train import train
 from tests.conftest import make_frame, tiny_settings, write_splits
@@ -377,3 +377,37 @@ def test_pick_splits_is_unchanged_for_hub_style_hidden_tests():
                       validation=ds({"text": ["c"], "label": [1]}),
                       test=ds({"text": ["d", "e"], "label": [-1, -1]}))
     assert pick_splits(raw, "d", "label").test_split == "validation"
+
+
+@pytest.mark.parametrize("names, groups", [
+    (("01", "1", "2"), [["01", "1"]]),
+    ((" pos", "POS", "neg", "pos"), [[" pos", "POS", "pos"]]),
+    (("1", "1.0", "+1", "10"), [["1", "1.0", "+1"]]),
+    (("negative", "positive"), []),
+    (("1", "10", "nan", "NaN"), [["nan", "NaN"]]),
+    (("1e3", "1000", "inf"), [["1e3", "1000"]]),
+])
+def test_look_alike_labels_are_grouped_by_what_they_read_as(names, groups):
+    assert look_alike(names) == groups
+
+
+def test_a_run_on_look_alike_labels_says_so_once_and_keeps_them_apart(settings, tmp_path,
+                                                                       capsys):
+    classes = ["pos", "POS", "neg"]
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for split, n, seed in (("train", 96, 1), ("test", 30, 2)):
+        frame = make_frame(n, seed)
+        frame["label"] = [classes[i % 3] for i in range(n)]
+        frame.to_csv(folder / f"{split}.csv", index=False)
+    result = train({**settings, "data": str(folder), "epochs": 1, "train_samples": 32,
+                    "test_samples": 8})
+    assert sorted(result["labels"]) == sorted(classes)  # as written: three classes
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "differ only in spaces" in line]
+    assert notes == ["note: labels that differ only in spaces, case or number format are "
+                     "separate classes, as written: 'POS', 'pos'; if each group is one class, "
+                     "make its labels the same in the data"]
+    train({**settings, "data": str(folder), "epochs": 1, "train_samples": 32,
+           "test_samples": 8, "labels": classes, "run_name": "listed"})
+    assert "differ only in spaces" not in capsys.readouterr().err  # listed on purpose
