@@ -250,8 +250,8 @@ def test_evaluate_bad_input(bad, capsys, case):
 
 PREDICT_CASES = [
     ("no model", lambda b: ["some text"], "--model is required"),
-    ("empty input file", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--file",
-                                    b["root"] / "empty.txt"], "input is empty"),
+    ("blank input file", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--file",
+                                    b["root"] / "empty.txt"], "all 2 texts are blank"),
     ("missing input file", lambda b: ["--model", b["ckpt_root"] / "done" / "best", "--file",
                                       b["root"] / "none.txt"], "does not exist"),
     ("model without weights", lambda b: ["--model", b["no_weights"], "text"],
