@@ -62,6 +62,21 @@ def pick_splits(raw: DatasetDict, data: str, label_column: str) -> Splits:
                   note=f"the test split of {data} {why}: reporting on the validation split")
 
 
+def overlap_note(splits: Splits) -> str | None:
+    """A note when reported reviews also stand, word for word, in the train split (IMDb has 123
+    of 25,000): their scores are not those of unseen text, which a user should know."""
+    def texts(ds: Dataset):  # the rows the dataset shows (its selection), not its whole table
+        return ds.with_format("arrow")["text"].cast(pa.large_string())
+
+    seen = pc.unique(texts(splits.train))
+    shared = int(pc.sum(pc.is_in(texts(splits.test), value_set=seen)).as_py() or 0)
+    if not shared:
+        return None
+    return (f"note: {shared:,} of the {len(splits.test):,} {splits.test_split} reviews also "
+            "stand word for word in the train split: a score on them is not a score on unseen "
+            "text")
+
+
 def _json_kinds(column) -> list[str]:
     """What a JSON-lines column that the reader could not give one type holds (its values are
     kept as JSON text: "1", "\\"pos\\"", "true"), for a message that says what is mixed."""

@@ -24,7 +24,7 @@ from bertsent import distributed as D
 from bertsent.attention import use_attention
 from bertsent.cli import parse_overrides
 from bertsent.config import LOWER_IS_BETTER, TrainConfig
-from bertsent.data import Splits, labelled_splits, subset_indices
+from bertsent.data import Splits, labelled_splits, overlap_note, subset_indices
 from bertsent.dataid import portable
 from bertsent.ema import WeightAverage
 from bertsent.engine import EvalResult, NonFiniteError, StepResult, evaluate, to_device, train_step
@@ -193,6 +193,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper:
               "from train", dist)
     if cfg.labels is None and resume_state is None and (note := look_alike_note(labels)):
         D.say(note, dist)  # --labels lists the classes on purpose; a resume said it already
+    if resume_state is None and (note := overlap_note(splits)):
+        D.say(note, dist)
     if cfg.select_metric == "f1_macro" and labels.num_labels == 2:
         fail("--select-metric f1_macro needs more than two classes (this data has two): pass "
              "f1 (the positive class's) or accuracy")

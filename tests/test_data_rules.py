@@ -14,7 +14,7 @@ from datasets import Dataset, DatasetDict
 
 from bertsent import evaluate
 from bertsent.config import EvalConfig
-from bertsent.data import check_split, is_unlabelled, pick_splits
+from bertsent.data import Splits, check_split, is_unlabelled, overlap_note, pick_splits
 from bertsent.datafiles import load_raw
 from bertsent.errors import UserError
 from bertsent.labels import LabelMap, as_written, look_alike
@@ -411,3 +411,13 @@ def test_a_run_on_look_alike_labels_says_so_once_and_keeps_them_apart(settings, 
     train({**settings, "data": str(folder), "epochs": 1, "train_samples": 32,
            "test_samples": 8, "labels": classes, "run_name": "listed"})
     assert "differ only in spaces" not in capsys.readouterr().err  # listed on purpose
+
+
+def test_test_reviews_that_stand_in_train_are_counted_word_for_word():
+    train_ds = Dataset.from_dict({"text": ["great", "awful", "fine film"], "label": [1, 0, 1]})
+    test_ds = Dataset.from_dict({"text": ["great", "Great", "great ", "fine film", "new"],
+                                 "label": [1, 1, 1, 1, 0]})
+    note = overlap_note(Splits(train_ds, test_ds, None, "test"))
+    assert note == ("note: 2 of the 5 test reviews also stand word for word in the train split: "
+                    "a score on them is not a score on unseen text")
+    assert overlap_note(Splits(train_ds, test_ds.select([1, 2, 4]), None, "test")) is None
