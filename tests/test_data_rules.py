@@ -269,14 +269,19 @@ def test_csv_zero_one_is_the_same_as_parquet_zero_one(tmp_path):
     assert maps["csv"][0] == LabelMap.identity(2)  # negative/positive, by id
 
 
-def test_a_csv_run_keeps_01_and_1_apart(settings, tmp_path):
-    classes = ["01", "1", "2"]
-    folder = tmp_path / "d"
+def csv_with_labels(folder: Path, classes: list[str]) -> Path:
+    """train.csv (96 rows) and test.csv (30) whose labels cycle through `classes`."""
     folder.mkdir()
     for split, n, seed in (("train", 96, 1), ("test", 30, 2)):
         frame = make_frame(n, seed)
-        frame["label"] = [classes[i % 3] for i in range(n)]
+        frame["label"] = [classes[i % len(classes)] for i in range(n)]
         frame.to_csv(folder / f"{split}.csv", index=False)
+    return folder
+
+
+def test_a_csv_run_keeps_01_and_1_apart(settings, tmp_path):
+    classes = ["01", "1", "2"]
+    folder = csv_with_labels(tmp_path / "d", classes)
     result = train({**settings, "data": str(folder), "epochs": 1, "train_samples": 64,
                     "test_samples": None})
     assert result["labels"] == classes
@@ -394,12 +399,7 @@ def test_look_alike_labels_are_grouped_by_what_they_read_as(names, groups):
 def test_a_run_on_look_alike_labels_says_so_once_and_keeps_them_apart(settings, tmp_path,
                                                                        capsys):
     classes = ["pos", "POS", "neg"]
-    folder = tmp_path / "d"
-    folder.mkdir()
-    for split, n, seed in (("train", 96, 1), ("test", 30, 2)):
-        frame = make_frame(n, seed)
-        frame["label"] = [classes[i % 3] for i in range(n)]
-        frame.to_csv(folder / f"{split}.csv", index=False)
+    folder = csv_with_labels(tmp_path / "d", classes)
     result = train({**settings, "data": str(folder), "epochs": 1, "train_samples": 32,
                     "test_samples": 8})
     assert sorted(result["labels"]) == sorted(classes)  # as written: three classes
