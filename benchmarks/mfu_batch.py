@@ -21,6 +21,9 @@ matmuls (casts, softmax, GELU, LayerNorm, adds, AdamW) took no time at all.
 
 --compile adds a row per batch for the model under torch.compile (dynamic=False, as
 `bertsent.train --compile` runs it), loaded afresh: its first step's seconds are the compile.
+--by-kind replays the matmuls in three groups, each alone: the forward and input-gradient
+products, the weight gradients (grad^T @ x: the first operand a transposed view) and the
+attention's batched products, with each group's rate against the peak.
 """
 
 from __future__ import annotations
