@@ -20,6 +20,9 @@ former:
     python benchmarks/pack_kit.py pack --out .kit                      # here
     python benchmarks/pack_kit.py unpack --kit .kit --out /tmp/kit     # there
     python -m bertsent.train --model /tmp/kit/model --data /tmp/kit/data ...
+
+Both write only into a new or empty folder (files left there by an earlier kit would travel
+with this one), and refuse anything else in one line.
 """
 
 from __future__ import annotations
@@ -52,6 +55,18 @@ def needed_rows(n_train: int, n_test: int, planned=PLANNED) -> tuple[set[int], s
         train.update(int(i) for i in (*rows.train, *rows.val))
         test.update(int(i) for i in rows.test)
     return train, test
+
+
+def refuse(problem: str, fix: str) -> None:
+    print(f"error: {problem}: {fix}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_out(out: Path) -> None:
+    """A kit is written into a new or empty folder: files left there by an earlier kit or
+    unpack would travel with it (and swell it past what a machine may carry)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        refuse(f"--out {out} is not a new or empty folder", "pass a new folder, or remove it")
 
 
 def pack(model: Path, data: Path, out: Path) -> None:
@@ -113,9 +128,18 @@ def main() -> None:
     u.add_argument("--kit", required=True)
     u.add_argument("--out", required=True)
     args = parser.parse_args()
+    check_out(Path(args.out))
     if args.verb == "pack":
+        needed = [Path(args.model) / "model.safetensors",
+                  *(Path(args.data) / f"{split}.parquet" for split in ("train", "test"))]
+        for path in needed:
+            if not path.is_file():
+                refuse(f"{path} does not exist", "pass --model and --data (a Hugging Face "
+                       "model folder and a folder with train.parquet and test.parquet)")
         pack(Path(args.model), Path(args.data), Path(args.out))
     else:
+        if not (Path(args.kit) / "kit.json").is_file():
+            refuse(f"{args.kit} is not a kit (no kit.json)", "pass the folder `pack` wrote")
         unpack(Path(args.kit), Path(args.out))
 
 
