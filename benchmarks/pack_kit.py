@@ -83,7 +83,7 @@ def pack(model: Path, data: Path, out: Path) -> None:
     (out / "data").mkdir(exist_ok=True)
     for split, table in tables.items():
         texts = table.column("text").to_pylist()
-        texts = [t if i in keep[split] else f"placeholder review {i}, never read"
+        texts = [t if i in keep[split] else f"placeholder {split} review {i}, never read"
                  for i, t in enumerate(texts)]
         pq.write_table(pa.table({"text": texts, "label": table.column("label")}),
                        out / "data" / f"{split}.parquet", compression="zstd",
