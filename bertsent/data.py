@@ -21,6 +21,7 @@ from bertsent.labels import (
     check_column,
     is_integer,
     is_string,
+    look_alike_note,
 )
 
 
@@ -75,6 +76,15 @@ def overlap_note(splits: Splits) -> str | None:
     return (f"note: {shared:,} of the {len(splits.test):,} {splits.test_split} reviews also "
             "stand word for word in the train split: a score on them is not a score on unseen "
             "text")
+
+
+def start_notes(splits: Splits, labels: LabelMap, labels_given: bool) -> list[str]:
+    """What a new run notes about its data before training: look-alike labels (unless --labels
+    listed the classes on purpose) and reported reviews that also stand in train."""
+    notes = [overlap_note(splits)]
+    if not labels_given:
+        notes.insert(0, look_alike_note(labels))
+    return [note for note in notes if note]
 
 
 def _json_kinds(column) -> list[str]:

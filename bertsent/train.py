@@ -24,14 +24,14 @@ from bertsent import distributed as D
 from bertsent.attention import use_attention
 from bertsent.cli import parse_overrides
 from bertsent.config import LOWER_IS_BETTER, TrainConfig
-from bertsent.data import Splits, labelled_splits, overlap_note, subset_indices
+from bertsent.data import Splits, labelled_splits, start_notes, subset_indices
 from bertsent.dataid import portable
 from bertsent.ema import WeightAverage
 from bertsent.engine import EvalResult, NonFiniteError, StepResult, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.export import add_test_results, load_weights, read_meta, save_model
 from bertsent.jsonio import strict_json
-from bertsent.labels import LabelMap, class_weights, look_alike_note
+from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
 from bertsent.optim import build_optimizer, lr_at, planned_steps
 from bertsent.progress import Progress, every
@@ -191,10 +191,9 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper:
     if splits.note:  # needs the number of classes: read them first
         D.say(f"{splits.note}; model selection uses {val_size(cfg, splits)} reviews carved "
               "from train", dist)
-    if cfg.labels is None and resume_state is None and (note := look_alike_note(labels)):
-        D.say(note, dist)  # --labels lists the classes on purpose; a resume said it already
-    if resume_state is None and (note := overlap_note(splits)):
-        D.say(note, dist)
+    if resume_state is None and dist.is_main:  # a resumed run said these at its start
+        for note in start_notes(splits, labels, labels_given=cfg.labels is not None):
+            D.say(note, dist)
     if cfg.select_metric == "f1_macro" and labels.num_labels == 2:
         fail("--select-metric f1_macro needs more than two classes (this data has two): pass "
              "f1 (the positive class's) or accuracy")
