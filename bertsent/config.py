@@ -163,6 +163,10 @@ class TrainConfig:
     compile: bool = _f(False, "torch.compile the model (sequence lengths are bucketed; slower "
                        "than eager in bf16 on an AMX CPU, docs/performance.md)")
     attention: str = _f("auto", _ATTENTION_HELP, choices=ATTENTIONS)
+    cut_last_layer: bool = _f(True, "training steps compute the last layer for the first "
+                              "token only, the one the classifier reads (BERT, RoBERTa, "
+                              "ELECTRA heads): the same gradients for less work "
+                              "(docs/performance.md); evaluation always does")
     num_workers: int = _f(0, "DataLoader worker processes")
     threads: int | None = _f(None, "CPU threads torch uses (default: torch's choice, one per "
                              "core)")

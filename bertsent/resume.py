@@ -29,10 +29,12 @@ UNSAFE = ("model", "data", "runs_dir", "text_column", "label_column", "num_label
 # These change how the run is evaluated, logged or computed: allowed with --resume-force.
 SAFE = ("test_samples", "eval_batch_size", "eval_tokens", "patience", "eval_every",
         "save_every", "log_every", "keep_last", "sanity_eval_batches", "precision", "compile",
-        "attention", "device", "num_workers", "skip_nonfinite", "cache_dir", "test")
+        "attention", "cut_last_layer", "device", "num_workers", "skip_nonfinite", "cache_dir",
+        "test")
 # Settings that arrived with a change of behaviour: a checkpoint written before one of them ran
-# with this value, not with the setting's default (until --attention, training steps used SDPA).
-PREDATED = {"attention": "sdpa"}
+# with this value, not with the setting's default (until --attention, training steps used SDPA;
+# until --cut-last-layer, they computed every position of the last layer).
+PREDATED = {"attention": "sdpa", "cut_last_layer": False}
 # Settings that name a place: a checkpoint records the working folder it was written from, and
 # a resume resolves them from there, whatever folder it is started in.
 PATHS = ("model", "data", "runs_dir", "cache_dir")

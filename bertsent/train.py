@@ -30,6 +30,7 @@ from bertsent.ema import WeightAverage
 from bertsent.engine import EvalResult, NonFiniteError, StepResult, evaluate, to_device, train_step
 from bertsent.errors import fail, run_cli
 from bertsent.export import add_test_results, load_weights, read_meta, save_model
+from bertsent.firsttoken import cut_to_first_token
 from bertsent.jsonio import strict_json
 from bertsent.labels import LabelMap, class_weights
 from bertsent.model import check_max_length, load_model, load_tokenizer
@@ -233,7 +234,8 @@ def build_run(cfg: TrainConfig, dist: D.DistInfo, device: torch.device, stopper:
     if resume_state is not None:
         ckpt.restore(run.live_state(progress), resume_state)
     prepare(paths, resuming=resume_state is not None, main=dist.is_main)
-    run.model, run.eval_model = D.wrap(model, cfg.compile, dist, device)
+    stepped = cut_to_first_token(model) if cfg.cut_last_layer else model  # same weights
+    run.model, run.eval_model = D.wrap(stepped, cfg.compile, dist, device)
     run.step = bind_step(run)
     run.logger = RunLogger(paths.log_dir if dist.is_main else None,
                            purge_step=progress.step + 1 if resume_state is not None else None)
