@@ -11,7 +11,8 @@ Four runs, each in its own subprocess (so that its peak RSS is its own):
   bf16, bertsent's default lr and warmup ratio, eval batch 64.
 * ``bertsent`` -- ``bertsent.train.train`` with its defaults (batch 8, lr 1e-4, head+tail
   truncation, length-grouped batches, precision auto, attention written out as matmuls in
-  bf16 training steps on a CPU (``--attention auto``), evaluation batches of at most
+  bf16 training steps on a CPU (``--attention auto``), the last layer computed for the
+  first token only in training steps (``--cut-last-layer``), evaluation batches of at most
   64 reviews and 4,096 tokens, scored with bf16 weights where bf16 is native and the last
   layer cut to the first token).
 * ``bertsent-sparse`` -- the same with ``--sparse-embeddings`` (lazy AdamW on the word-embedding
@@ -45,7 +46,9 @@ What is measured, with one definition for all runs:
   utilisation against the peak of the precision it ran in (bf16 where the CPU has it
   natively, else fp32): training FLOPs = 6 x non-embedding params x real
   (non-padding) training tokens x epochs + attention (3 x layers x 4 x L^2 x hidden per review
-  of L tokens, x epochs), divided by bertsent's training time.
+  of L tokens, x epochs), divided by bertsent's training time: the FLOPs of the model's whole
+  forward and backward. The report also gives the utilisation of the FLOPs bertsent's steps
+  actually run, less what the cut last layer skips (``cut_flops``).
 
 Needs ``accelerate>=1.1`` besides bertsent's dependencies (``Trainer`` requires it).
 
@@ -368,6 +371,7 @@ def run_bertsent(setup: Setup, sparse: bool = False) -> dict[str, Any]:
     attention_flops = 3.0 * layers * 4.0 * float((lengths**2).sum()) * hidden * setup.epochs
     shutil.rmtree(work, ignore_errors=True)
     n_train = len(enc_train)
+    skipped = cut_flops(model, lengths, setup.epochs) if cfg.cut_last_layer else 0.0
     return {
         "train_samples": n_train, "test_samples": len(enc_test),
         "train_seconds": result["train_seconds"],
@@ -391,8 +395,28 @@ def run_bertsent(setup: Setup, sparse: bool = False) -> dict[str, Any]:
                   "total_flops": dense_flops + attention_flops,
                   "train_seconds": result["train_seconds"],
                   "achieved_gflops": (dense_flops + attention_flops)
+                  / result["train_seconds"] / 1e9,
+                  "skipped_by_cut_flops": skipped,
+                  "run_gflops": (dense_flops + attention_flops - skipped)
                   / result["train_seconds"] / 1e9},
     }
+
+
+def cut_flops(model, lengths, epochs: int) -> float:
+    """The training FLOPs of the count above that a last layer cut to the first token skips
+    (bertsent/firsttoken.py): its query, attention-output and feed-forward products (their
+    forward and both gradients) for every token but each review's first, and its attention
+    for every query but the first."""
+    last = model.base_model.encoder.layer[-1]
+    try:
+        parts = (last.attention.self.query, last.attention.output.dense,
+                 last.intermediate.dense, last.output.dense)
+    except AttributeError:  # not BERT-shaped: trained with the whole layer
+        return 0.0
+    params = sum(p.numel() for part in parts for p in part.parameters())
+    hidden = model.config.hidden_size
+    return epochs * (6.0 * params * float((lengths - 1).sum())
+                     + 3.0 * 4.0 * float((lengths**2 - lengths).sum()) * hidden)
 
 
 def child(name: str, setup: Setup, result_path: str) -> int:
@@ -537,6 +561,12 @@ def report(setup: Setup, results: dict[str, dict], machine: dict[str, Any]) -> s
             f"  model FLOP utilisation vs the {used} matmul peak (what bertsent ran in): "
             f"{mfu:.1%}"]
         machine["bertsent_mfu"], machine["bertsent_mfu_vs"] = mfu, used
+        if flops.get("skipped_by_cut_flops"):
+            run_share = flops["run_gflops"] / machine[f"{used}_gflops"]
+            lines.append(f"  of these, the last layer cut to the first token skips "
+                         f"{flops['skipped_by_cut_flops']:.3e}: the FLOPs run, "
+                         f"{flops['run_gflops']:.1f} GFLOP/s, are {run_share:.1%} of the peak")
+            machine["bertsent_run_flops_utilisation"] = run_share
         sparse = results.get("bertsent-sparse", {}).get("flops")
         if sparse:
             machine["bertsent_sparse_mfu"] = sparse["achieved_gflops"] / machine[f"{used}_gflops"]

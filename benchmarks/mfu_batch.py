@@ -3,11 +3,14 @@ of 8 reviews that bertsent's recipe trains with is from the matmul peak, and wha
 batch would buy, and how far the step's own matmuls are from it.
 
 One optimizer step of MiniLM-L6 as bertsent trains it (bf16 autocast where native, else fp32;
-dropout 0, the attention written out, fused AdamW, clipping, freed memory reused) on rows of
---length tokens of which the last 30 are padding, for each --batches size; the best of
---reps steps counts. FLOPs are compare_trainer.py's: 6 x non-embedding parameters x real
-tokens + 3 x layers x 4 x L^2 x hidden per row of L real tokens. The peak is the best of a
-2048^3 and a 4096^3 matmul in the same process and precision.
+dropout 0, the attention written out, the last layer cut to the first token, fused AdamW,
+clipping, freed memory reused) on rows of --length tokens of which the last 30 are padding,
+for each --batches size; the best of --reps steps counts. FLOPs are compare_trainer.py's, the
+model's whole forward and backward: 6 x non-embedding parameters x real tokens + 3 x layers x
+4 x L^2 x hidden per row of L real tokens. "FLOPs run" is the share of them the step's
+matmuls actually do (the cut step skips most of the last layer). The peak is the best of a
+2048^3 and a 4096^3 matmul in the same process and precision. --whole-last-layer adds the
+step as it ran before the cut, side by side.
 
 The "matmuls alone" columns are the ceiling: every mm, addmm and bmm of one step (forward,
 backward), recorded with their shapes, strides and dtypes and replayed back to back on fresh
@@ -141,6 +144,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=4)
     parser.add_argument("--threads", type=int)
     parser.add_argument("--compile", action="store_true", help="also time the compiled step")
+    parser.add_argument("--whole-last-layer", action="store_true",
+                        help="also time the step whose last layer computes every position "
+                        "(--no-cut-last-layer), side by side")
     parser.add_argument("--by-kind", action="store_true",
                         help="also replay the step's forward and input-gradient products, its "
                         "weight gradients and its attention products apart")
@@ -151,33 +157,38 @@ def main() -> None:
     reuse_freed_memory()
     precision = "bf16" if runs_bf16(args.precision) else "fp32"
     peak, n = matmul_peak("bfloat16" if precision == "bf16" else "float32")
-    model = load(args.model, "auto")
-    cfg = model.config
-    params = sum(p.numel() for name, p in model.named_parameters() if ".embeddings." not in name)
+    models = {"cut": load(args.model, "auto")}
+    if args.whole_last_layer:
+        models["whole"] = load(args.model, "auto", cut=False)
+    cfg = models["cut"].config
+    params = sum(p.numel() for name, p in models["cut"].named_parameters()
+                 if ".embeddings." not in name)
     real = args.length - PADDING
     per_row = 6.0 * params * real + 3.0 * cfg.num_hidden_layers * 4.0 * real**2 * cfg.hidden_size
     print(f"{device_name(torch.device('cpu'))}{isa_line()}, {torch.get_num_threads()} threads, "
           f"{precision}; "
           f"{precision} matmul peak {peak:.0f} GFLOP/s (n={n}); rows of {args.length} tokens, "
           f"{real} real", flush=True)
-    print(f"{'batch':>6} {'ms/step':>9} {'samples/s':>10} {'GFLOP/s':>9} {'MFU':>7} | "
-          f"{'matmuls alone: ms':>17} {'share of step':>13} {'GFLOP/s':>9} {'of peak':>8} "
-          f"{'MFU if only matmuls':>19}")
+    print(f"{'batch':>6} {'last layer':>10} {'ms/step':>9} {'samples/s':>10} {'GFLOP/s':>9} "
+          f"{'MFU':>7} {'FLOPs run':>9} | {'matmuls alone: ms':>17} {'share of step':>13} "
+          f"{'GFLOP/s':>9} {'of peak':>8} {'MFU if only matmuls':>19}")
     for batch in (int(b) for b in args.batches.split(",")):
-        step = make_step(model, batch, args.length, precision=precision)
-        seconds = step_seconds(step, args.reps)
-        calls = recorded_matmuls(step)
-        alone = replay_seconds(calls, args.reps)
-        gflops = per_row * batch / seconds / 1e9
-        mm_gflops = matmul_flops(calls) / alone / 1e9
-        print(f"{batch:>6} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} {gflops:>9.0f} "
-              f"{gflops / peak:>7.1%} | {alone * 1000:>17.0f} {alone / seconds:>13.0%} "
-              f"{mm_gflops:>9.0f} {mm_gflops / peak:>8.1%} "
-              f"{per_row * batch / alone / 1e9 / peak:>19.1%}", flush=True)
-        if args.by_kind:
-            print("       matmuls alone, by kind: " + "; ".join(
-                f"{name} {sec * 1000:.0f} ms at {rate:.0f} GFLOP/s ({rate / peak:.0%})"
-                for name, (sec, rate) in by_kind(calls, args.reps).items()), flush=True)
+        for name, model in models.items():
+            step = make_step(model, batch, args.length, precision=precision)
+            seconds = step_seconds(step, args.reps)
+            calls = recorded_matmuls(step)
+            alone = replay_seconds(calls, args.reps)
+            gflops = per_row * batch / seconds / 1e9
+            mm_gflops = matmul_flops(calls) / alone / 1e9
+            print(f"{batch:>6} {name:>10} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} "
+                  f"{gflops:>9.0f} {gflops / peak:>7.1%} "
+                  f"{matmul_flops(calls) / (per_row * batch):>9.1%} | {alone * 1000:>17.0f} "
+                  f"{alone / seconds:>13.0%} {mm_gflops:>9.0f} {mm_gflops / peak:>8.1%} "
+                  f"{per_row * batch / alone / 1e9 / peak:>19.1%}", flush=True)
+            if args.by_kind:
+                print("       matmuls alone, by kind: " + "; ".join(
+                    f"{kind_name} {sec * 1000:.0f} ms at {rate:.0f} GFLOP/s ({rate / peak:.0%})"
+                    for kind_name, (sec, rate) in by_kind(calls, args.reps).items()), flush=True)
         if args.compile:
             compiled = make_step(torch.compile(load(args.model, "auto"), dynamic=False), batch,
                                  args.length, precision=precision)
@@ -186,8 +197,8 @@ def main() -> None:
             first = time.perf_counter() - start
             seconds = step_seconds(compiled, args.reps)
             gflops = per_row * batch / seconds / 1e9
-            print(f"{'':>6} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} {gflops:>9.0f} "
-                  f"{gflops / peak:>7.1%} | compiled; its first step took {first:.1f} s",
+            print(f"{batch:>6} {'compiled':>10} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} "
+                  f"{gflops:>9.0f} {gflops / peak:>7.1%} | its first step took {first:.1f} s",
                   flush=True)
 
 

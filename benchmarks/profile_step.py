@@ -1,8 +1,8 @@
 """Where one bertsent training step spends its time, and the attention kernels compared.
 
 One optimizer step of MiniLM-L6 (bf16 autocast, or fp32 with --precision fp32 on CPUs without
-native bf16; dropout 0, fused AdamW, gradient clipping, `--attention auto`, freed memory
-reused) on a batch of
+native bf16; dropout 0, fused AdamW, gradient clipping, `--attention auto`, the last layer
+cut to the first token, freed memory reused) on a batch of
 8 x 256 tokens with 30 padding tokens per row, as bertsent runs it; then the top operators by
 wall time inside the step, then samples/s with SDPA's default (flash) kernel, SDPA's math
 backend, eager attention and the attention written out as matmuls (bertsent.attention), with
@@ -33,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from transformers import AutoModelForSequenceClassification
 
 from bertsent.attention import use_attention
+from bertsent.firsttoken import cut_to_first_token
 from bertsent.runtime import reuse_freed_memory
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -108,14 +109,16 @@ def samples_per_second(step, batch: int, reps: int = 4) -> float:
     return batch / min(times)
 
 
-def load(model: str, attn: str):
-    """attn: eager, sdpa, or bertsent's --attention auto/matmul over SDPA."""
+def load(model: str, attn: str, cut: bool = True):
+    """attn: eager, sdpa, or bertsent's --attention auto/matmul over SDPA; cut: the last layer
+    computes only the first token, as bertsent trains (--cut-last-layer)."""
     m = AutoModelForSequenceClassification.from_pretrained(
         model, num_labels=2, attn_implementation="eager" if attn == "eager" else "sdpa",
         hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     if attn in ("auto", "matmul"):
         use_attention(m, attn)
-    return m.train()
+    m.train()
+    return cut_to_first_token(m) if cut else m
 
 
 def main() -> None:
