@@ -7,8 +7,9 @@ dropout 0, the attention written out, the last layer cut to the first token, fus
 clipping, freed memory reused) on rows of --length tokens of which the last 30 are padding,
 for each --batches size; the best of --reps steps counts. FLOPs are compare_trainer.py's, the
 model's whole forward and backward: 6 x non-embedding parameters x real tokens + 3 x layers x
-4 x L^2 x hidden per row of L real tokens. "FLOPs run" is the share of them the step's
-matmuls actually do (the cut step skips most of the last layer). The peak is the best of a
+4 x L^2 x hidden per row of L real tokens. "FLOPs run" is what the step's matmuls actually
+do against that count: the padding is computed too (113% for the whole step at 226 real of
+256), and the cut step skips most of the last layer. The peak is the best of a
 2048^3 and a 4096^3 matmul in the same process and precision. --whole-last-layer adds the
 step as it ran before the cut, side by side.
 
