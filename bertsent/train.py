@@ -89,7 +89,7 @@ class Run:
     precision: str
     tokenizer: Any
     raw_model: torch.nn.Module  # the bare model: state dicts, export, best weights
-    model: torch.nn.Module  # what training calls: possibly compiled and DDP-wrapped
+    model: torch.nn.Module  # what training calls: cut, compiled, DDP-wrapped as set
     eval_model: torch.nn.Module  # the model inside DDP: ranks hold unequal eval batches
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
