@@ -406,13 +406,14 @@ def cut_flops(model, lengths, epochs: int) -> float:
     """The training FLOPs of the count above that a last layer cut to the first token skips
     (bertsent/firsttoken.py): its query, attention-output and feed-forward products (their
     forward and both gradients) for every token but each review's first, and its attention
-    for every query but the first."""
-    last = model.base_model.encoder.layer[-1]
-    try:
-        parts = (last.attention.self.query, last.attention.output.dense,
-                 last.intermediate.dense, last.output.dense)
-    except AttributeError:  # not BERT-shaped: trained with the whole layer
+    for every query but the first. 0 for a model the cut does not apply to."""
+    from bertsent.firsttoken import cuttable
+
+    if not cuttable(model):
         return 0.0
+    last = model.base_model.encoder.layer[-1]
+    parts = (last.attention.self.query, last.attention.output.dense, last.intermediate.dense,
+             last.output.dense)
     params = sum(p.numel() for part in parts for p in part.parameters())
     hidden = model.config.hidden_size
     return epochs * (6.0 * params * float((lengths - 1).sum())

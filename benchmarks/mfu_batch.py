@@ -180,10 +180,11 @@ def main() -> None:
             calls = recorded_matmuls(step)
             alone = replay_seconds(calls, args.reps)
             gflops = per_row * batch / seconds / 1e9
-            mm_gflops = matmul_flops(calls) / alone / 1e9
+            run = matmul_flops(calls)
+            mm_gflops = run / alone / 1e9
             print(f"{batch:>6} {name:>10} {seconds * 1000:>9.0f} {batch / seconds:>10.2f} "
                   f"{gflops:>9.0f} {gflops / peak:>7.1%} "
-                  f"{matmul_flops(calls) / (per_row * batch):>9.1%} | {alone * 1000:>17.0f} "
+                  f"{run / (per_row * batch):>9.1%} | {alone * 1000:>17.0f} "
                   f"{alone / seconds:>13.0%} {mm_gflops:>9.0f} {mm_gflops / peak:>8.1%} "
                   f"{per_row * batch / alone / 1e9 / peak:>19.1%}", flush=True)
             if args.by_kind:
