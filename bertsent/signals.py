@@ -11,7 +11,10 @@ run, installed for the run and restored when it returns.
 A handler raises between two Python bytecodes, which may be inside a callback from native code
 (safetensors, tokenizers) that turns the exception into one of its own (a ValueError). The
 Stopper remembers what it raised and raises it again when its block ends with another error,
-so a signal always ends the run with its own exit status and line, never a traceback.
+so a signal always ends the run with its own exit status and line, never a traceback. An
+exception raised inside a `__del__` (tqdm's, when a progress bar is collected) is printed and
+lost: there the handler only records it, and `check` raises it at the next phase boundary and
+before a run writes the files that mark it finished.
 """
 
 from __future__ import annotations
@@ -38,7 +41,13 @@ class Stopper:
 
     def enter(self, phase: str, note: str = "") -> None:
         """Move to `phase`; `note` is what a signal there prints before exiting."""
+        self.check()
         self.phase, self.note = phase, note
+
+    def check(self) -> None:
+        """Raise the exit of a signal whose exception never reached the run (see above)."""
+        if self.raised is not None:
+            raise self.raised.with_traceback(None) from None
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -55,6 +64,8 @@ class Stopper:
             if self.note:
                 say(f"\n{name}: {self.note}", self.dist)
             self.raised = SystemExit(128 + signum)
+        if frame is not None and frame.f_code.co_name == "__del__":
+            return  # raised here it would be printed as a traceback and lost: check() raises it
         raise self.raised
 
     def should_stop(self, hook: bool = False) -> bool:

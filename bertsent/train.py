@@ -434,6 +434,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     if not run.cfg.test:  # a validation-only run: its best model is scored later, if ever
         result = run_summary(None, progress=progress, config=run.cfg.to_dict(),
                              labels=run.labels, facts=facts)
+        run.stopper.check()
         if run.dist.is_main:
             run.paths.metrics.write_text(strict_json(result, indent=2))  # marks it finished
             chosen = (f"best validation {run.cfg.select_metric} {progress.best_metric:.4f} at "
@@ -451,6 +452,7 @@ def finish(run: Run, progress: Progress) -> dict[str, Any]:
     test = validate(run, run.test_loader, progress.step, prefix="test", average=False)
     result = run_summary(test, progress=progress, config=run.cfg.to_dict(), labels=run.labels,
                          facts={**facts, "test_seconds": time.perf_counter() - start})
+    run.stopper.check()  # a signal in the test pass ends it before the run is marked finished
     if run.dist.is_main:
         write_results(run, test, result, best)
     run.logger.close()

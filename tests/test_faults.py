@@ -403,3 +403,27 @@ def test_failed_checkpoint_write_stops_with_one_line_and_resumes(reference, args
     assert sealed(run_dir) == [2, 4] and not temps(run_dir)
     assert_all_sealed_verify(run_dir)
     finish(jobs, args, tmp_path, "full", reference, expect_from=4)
+
+
+def test_a_signal_inside_a_del_is_not_lost_and_prints_no_traceback():
+    """A handler's exception raised inside `__del__` would be printed and dropped: the Stopper
+    records it there and raises it at the next check (a phase boundary, or before a run writes
+    the files that mark it finished)."""
+    from bertsent.signals import Stopper
+
+    stopper = Stopper()
+    stopper.enter("test", "stopping the final evaluation")
+
+    def __del__():  # a frame named like a finaliser's
+        stopper.handle(signal.SIGTERM, sys._getframe())
+
+    __del__()  # returns: nothing raised inside the finaliser
+    with pytest.raises(SystemExit) as stopped:
+        stopper.check()
+    assert stopped.value.code == 128 + signal.SIGTERM
+    with pytest.raises(SystemExit):
+        stopper.enter("report")
+    elsewhere = Stopper()
+    elsewhere.enter("test")
+    with pytest.raises(SystemExit):  # anywhere else the handler raises at once, as before
+        elsewhere.handle(signal.SIGTERM, sys._getframe())
