@@ -27,6 +27,7 @@ from bertsent.labels import LabelMap
 from bertsent.metrics import confusion
 from bertsent.runfolder import check_output_folder, relative_path
 from bertsent.runtime import (
+    keep_compiled_kernels,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
@@ -44,6 +45,7 @@ def run(cfg: EvalConfig) -> dict:
         check_output_folder(cfg.report_dir, "--report-dir", new=True)
     device = pick_device(cfg.device)
     use_threads(cfg.threads)
+    keep_compiled_kernels(device)
     precision = pick_precision(cfg.precision, device)
     loaded = load_exported(cfg.model, device, cfg.max_length, cfg.truncation)
     data, made_with = model_data(cfg, loaded)

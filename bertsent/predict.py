@@ -25,7 +25,12 @@ from bertsent.predictions import (
     read_rows,
     write_rows,
 )
-from bertsent.runtime import out_of_memory_is_one_line, pick_device, use_threads
+from bertsent.runtime import (
+    keep_compiled_kernels,
+    out_of_memory_is_one_line,
+    pick_device,
+    use_threads,
+)
 from bertsent.sampling import longest_first
 from bertsent.scoring import for_scoring, scored, workers_for
 from bertsent.tokens import Collator, encode_texts, is_blank
@@ -126,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             check_out(cfg.out, cfg.file)  # before the work
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
+        keep_compiled_kernels(device)
         loaded = load_exported(cfg.model, device, cfg.max_length)
         rows, texts = read_inputs(cfg, texts, loaded.recorded("text_column", cfg.text_column,
                                                               "text"))

@@ -111,6 +111,28 @@ def use_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+# oneDNN keeps this many compiled kernels (primitives) in a process; its own default is 1,024
+KERNEL_CACHE = 4096
+_KERNEL_CACHE_VARS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")
+
+
+def keep_compiled_kernels(device: torch.device, capacity: int = KERNEL_CACHE) -> bool:
+    """Let oneDNN keep `capacity` compiled kernels instead of 1,024. Returns whether it applied
+    (not on CUDA, nor where the user set the capacity: theirs stands).
+
+    Why: on CPUs with native bf16, torch runs bf16 matmuls through oneDNN, which JIT-compiles
+    a kernel (a primitive) for each shape and keeps the last 1,024. A training run over batches
+    of every length (64 of them, in multiples of 8 up to 512) needs about 1,300: past 1,024 the
+    cache evicts and compiles again every step, mapping and unmapping fresh code pages (a
+    MiniLM-L6 step with the first-token cut lost 6% to it; docs/performance.md). oneDNN reads
+    the capacity when it compiles its first kernel, so this runs before any matmul; set later,
+    it changes nothing. Process-wide, like reuse_freed_memory."""
+    if device.type != "cpu" or any(name in os.environ for name in _KERNEL_CACHE_VARS):
+        return False
+    os.environ[_KERNEL_CACHE_VARS[0]] = str(capacity)
+    return True
+
+
 # glibc's mallopt() parameters (malloc.h)
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 

@@ -41,6 +41,7 @@ from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
+    keep_compiled_kernels,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
@@ -369,6 +370,7 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
             return finished
         device = pick_device(cfg.device)
         use_threads(cfg.threads)
+        keep_compiled_kernels(device)
         reuse_freed_memory(cfg.reuse_memory and device.type == "cpu")
         dist = stopper.dist = D.setup_distributed(device.type)
         if dist.enabled and device.type == "cuda":

@@ -1,4 +1,6 @@
 import itertools
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +11,8 @@ from transformers import AutoModelForSequenceClassification
 from bertsent.engine import NonFiniteError, evaluate, train_step
 from bertsent.metrics import compute_metrics
 from bertsent.tokens import Collator
+
+ROOT = Path(__file__).resolve().parents[1]
 
 torch.use_deterministic_algorithms(False)
 
@@ -163,6 +167,43 @@ def test_predict_with_a_token_budget_equals_one_text_at_a_time_in_fp32(tiny_mode
     alone = torch.cat([predict_proba(model, tokenizer, [t], **kw) for t in texts])
     torch.testing.assert_close(budget, alone, atol=1e-6, rtol=0)
     torch.testing.assert_close(whole, alone, atol=1e-6, rtol=0)
+
+
+KERNELS = """
+import sys, torch
+from bertsent.runtime import keep_compiled_kernels
+print("applied", keep_compiled_kernels(torch.device("cpu"), capacity=int(sys.argv[1])))
+weight = torch.randn(384, 384, dtype=torch.bfloat16)  # large enough for oneDNN
+for rows in (64, 128, 64):  # the first shape again, after another
+    torch.nn.functional.linear(torch.randn(rows, 384, dtype=torch.bfloat16), weight)
+"""
+
+
+def onednn_kernels(capacity: int, **env: str) -> tuple[str, int, int]:
+    """(what keep_compiled_kernels returned, kernels compiled, kernels found in the cache)."""
+    import subprocess
+    import sys
+
+    clean = {k: v for k, v in os.environ.items() if "PRIMITIVE_CACHE_CAPACITY" not in k}
+    out = subprocess.run([sys.executable, "-c", KERNELS, str(capacity)], capture_output=True,
+                         text=True, check=True, cwd=ROOT,
+                         env={**clean, "ONEDNN_VERBOSE": "profile_create", **env}).stdout
+    matmuls = [line for line in out.splitlines() if ",primitive,create:" in line
+               and ",matmul," in line]
+    applied = next(line for line in out.splitlines() if line.startswith("applied"))
+    return applied, sum("cache_miss" in m for m in matmuls), sum("cache_hit" in m for m in matmuls)
+
+
+def test_compiled_kernels_are_kept_and_a_users_setting_stands():
+    """keep_compiled_kernels() sets oneDNN's kernel cache after torch is imported, before the
+    first matmul: a cache of one kernel compiles the first shape again, the default finds it;
+    ONEDNN_PRIMITIVE_CACHE_CAPACITY set by the user wins."""
+    applied, compiled, found = onednn_kernels(4096)
+    if compiled == 0:
+        pytest.skip("oneDNN does not run this CPU's bf16 matmuls (no native bf16)")
+    assert (applied, compiled, found) == ("applied True", 2, 1)
+    assert onednn_kernels(1) == ("applied True", 3, 0)
+    assert onednn_kernels(4096, ONEDNN_PRIMITIVE_CACHE_CAPACITY="1") == ("applied False", 3, 0)
 
 
 def test_freed_memory_is_reused_without_page_faults():
