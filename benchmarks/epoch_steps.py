@@ -23,8 +23,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(ROOT))
+
+from bertsent.runtime import device_name  # noqa: E402
 
 # oneDNN's own capacity, which bertsent's runs raise (runtime.keep_compiled_kernels) unless the
 # environment sets it
@@ -78,8 +83,9 @@ def main() -> None:
             runs[name].append(run(args, extra, env))
     best = {name: max(got, key=lambda r: r["samples_per_second"]) for name, got in runs.items()}
     base = next(iter(best.values()))["samples_per_second"]
-    print(f"{args.config}, first {args.steps} steps, {args.threads or 'default'} threads, "
-          f"best of {args.rounds}")
+    cpu = device_name(torch.device("cpu"))
+    print(f"{cpu}; {args.config}, first {args.steps} steps, {args.threads or 'default'} "
+          f"threads, best of {args.rounds}")
     print(f"{'configuration':<48} {'samples/s':>10} {'x first':>8} {'minor faults':>13} "
           f"{'peak RSS MiB':>13}")
     for name, r in best.items():
@@ -88,7 +94,7 @@ def main() -> None:
               f"{r['peak_rss_mib']:>13,.0f}")
     if args.out:
         Path(args.out).write_text(json.dumps({
-            "config": args.config, "steps": args.steps, "threads": args.threads,
+            "cpu": cpu, "config": args.config, "steps": args.steps, "threads": args.threads,
             "rounds": args.rounds, "rows": runs}, indent=2) + "\n")
 
 

@@ -124,9 +124,9 @@ def keep_compiled_kernels(device: torch.device, capacity: int = KERNEL_CACHE) ->
     a kernel (a primitive) for each shape and keeps the last 1,024. A training run over batches
     of every length (64 of them, in multiples of 8 up to 512) needs about 1,300: past 1,024 the
     cache evicts and compiles again every step, mapping and unmapping fresh code pages (a
-    MiniLM-L6 step with the first-token cut lost 6% to it; docs/performance.md). oneDNN reads
-    the capacity when it compiles its first kernel, so this runs before any matmul; set later,
-    it changes nothing. Process-wide, like reuse_freed_memory."""
+    MiniLM-L6 run with the first-token cut trained 5% slower for it and held 1.2 GiB more;
+    docs/performance.md). oneDNN reads the capacity when it compiles its first kernel, so this
+    runs before any matmul; set later, it changes nothing. Process-wide, like reuse_freed_memory."""
     if device.type != "cpu" or any(name in os.environ for name in _KERNEL_CACHE_VARS):
         return False
     os.environ[_KERNEL_CACHE_VARS[0]] = str(capacity)

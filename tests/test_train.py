@@ -48,6 +48,25 @@ def test_training_run_writes_everything(tiny_config, tmp_path):
         assert tag in tb.Tags()["scalars"], tag
 
 
+def test_a_cpu_run_keeps_compiled_kernels_unless_the_user_set_how_many(tiny_config,
+                                                                          monkeypatch):
+    """train() raises oneDNN's kernel cache before its first matmul (runtime.py says why); a
+    capacity the environment sets stands."""
+    import os
+
+    from bertsent.runtime import KERNEL_CACHE
+
+    name = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+    monkeypatch.setenv(name, "0")  # recorded, so the variable is restored afterwards
+    monkeypatch.delenv(name)
+    short = {**tiny_config, "epochs": 1, "max_steps": 1, "test": False}
+    train(short)
+    assert os.environ[name] == str(KERNEL_CACHE)
+    monkeypatch.setenv(name, "7")
+    train({**short, "run_name": "tiny-own-cache"})
+    assert os.environ[name] == "7"
+
+
 def test_the_same_command_gives_the_same_numbers(tiny_config, tmp_path):
     a = train({**tiny_config, "epochs": 1})
     b = train({**tiny_config, "epochs": 1, "run_name": "tiny-again"})
