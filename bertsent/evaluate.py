@@ -27,11 +27,10 @@ from bertsent.labels import LabelMap
 from bertsent.metrics import confusion
 from bertsent.runfolder import check_output_folder, relative_path
 from bertsent.runtime import (
-    keep_compiled_kernels,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
-    use_threads,
+    setup_process,
 )
 from bertsent.scoring import for_scoring
 from bertsent.tokens import eval_loader, tokenize
@@ -44,8 +43,7 @@ def run(cfg: EvalConfig) -> dict:
         # before the work, not after; never over another report or a run's own files
         check_output_folder(cfg.report_dir, "--report-dir", new=True)
     device = pick_device(cfg.device)
-    use_threads(cfg.threads)
-    keep_compiled_kernels(device)
+    setup_process(device, cfg.threads)
     precision = pick_precision(cfg.precision, device)
     loaded = load_exported(cfg.model, device, cfg.max_length, cfg.truncation)
     data, made_with = model_data(cfg, loaded)

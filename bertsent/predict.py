@@ -26,10 +26,9 @@ from bertsent.predictions import (
     write_rows,
 )
 from bertsent.runtime import (
-    keep_compiled_kernels,
     out_of_memory_is_one_line,
     pick_device,
-    use_threads,
+    setup_process,
 )
 from bertsent.sampling import longest_first
 from bertsent.scoring import for_scoring, scored, workers_for
@@ -130,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.out:
             check_out(cfg.out, cfg.file)  # before the work
         device = pick_device(cfg.device)
-        use_threads(cfg.threads)
-        keep_compiled_kernels(device)
+        setup_process(device, cfg.threads)
         loaded = load_exported(cfg.model, device, cfg.max_length)
         rows, texts = read_inputs(cfg, texts, loaded.recorded("text_column", cfg.text_column,
                                                               "text"))

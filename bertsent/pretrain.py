@@ -46,12 +46,10 @@ from bertsent.resume import Rules, resolve_or_finished, resume_command, run_fact
 from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
-    keep_compiled_kernels,
     pick_device,
     pick_precision,
-    reuse_freed_memory,
     seed_everything,
-    use_threads,
+    setup_process,
 )
 from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.signals import Stopper
@@ -330,9 +328,7 @@ def pretrain(overrides: dict[str, Any], stop_after_step: int | None = None) -> d
             return finished
         check_head_steps(cfg.head_steps, cfg.max_steps)
         device = pick_device(cfg.device)
-        use_threads(cfg.threads)
-        keep_compiled_kernels(device)
-        reuse_freed_memory(cfg.reuse_memory and device.type == "cpu")
+        setup_process(device, cfg.threads, cfg.reuse_memory)
         if not cfg.run_name:
             cfg.run_name = f"{cfg.model.rstrip('/').rsplit('/', 1)[-1]}-mlm-" \
                            f"{time.strftime('%Y%m%d-%H%M%S')}"

@@ -111,6 +111,14 @@ def use_threads(threads: int | None) -> None:
     torch.set_num_threads(threads)
 
 
+def setup_process(device: torch.device, threads: int | None, reuse_memory: bool = False) -> None:
+    """The process-wide settings every entry point makes before its first matmul: torch's
+    threads, oneDNN's compiled kernels kept, and (training) freed memory reused on a CPU."""
+    use_threads(threads)
+    keep_compiled_kernels(device)
+    reuse_freed_memory(reuse_memory and device.type == "cpu")
+
+
 # oneDNN keeps this many compiled kernels (primitives) in a process; its own default is 1,024
 KERNEL_CACHE = 4096
 _KERNEL_CACHE_VARS = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY")

@@ -41,13 +41,11 @@ from bertsent.runfolder import RunLock, RunPaths, prepare, relative_path
 from bertsent.runtime import (
     autocast_for,
     device_name,
-    keep_compiled_kernels,
     keep_matplotlib_in,
     pick_device,
     pick_precision,
-    reuse_freed_memory,
     seed_everything,
-    use_threads,
+    setup_process,
 )
 from bertsent.sampling import TrainBatchSampler, windows
 from bertsent.scoring import for_scoring
@@ -369,9 +367,7 @@ def train(cfg: TrainConfig | dict[str, Any], hooks: Hooks | None = None) -> dict
         if finished is not None:
             return finished
         device = pick_device(cfg.device)
-        use_threads(cfg.threads)
-        keep_compiled_kernels(device)
-        reuse_freed_memory(cfg.reuse_memory and device.type == "cpu")
+        setup_process(device, cfg.threads, cfg.reuse_memory)
         dist = stopper.dist = D.setup_distributed(device.type)
         if dist.enabled and device.type == "cuda":
             device = torch.device("cuda", dist.local_rank)
