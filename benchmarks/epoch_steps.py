@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 sys.path.insert(0, str(ROOT))
 
+from rows import pick  # noqa: E402  (benchmarks/, the script's folder)
+
 from bertsent.runtime import device_name  # noqa: E402
 
 # oneDNN's own capacity, which bertsent's runs raise (runtime.keep_compiled_kernels) unless the
@@ -76,7 +78,8 @@ def main() -> None:
     parser.add_argument("--only", help="comma-separated parts of row names to run")
     parser.add_argument("--out", help="also write the figures to this JSON file")
     args = parser.parse_args()
-    rows = [r for r in ROWS if not args.only or any(o in r[0] for o in args.only.split(","))]
+    chosen = pick([name for name, _, _ in ROWS], args.only, parser)
+    rows = [r for r in ROWS if r[0] in chosen]
     runs: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in rows}
     for i in range(args.rounds):  # ABBA: each row as often early as late in the rounds
         for name, extra, env in (rows if i % 2 == 0 else rows[::-1]):

@@ -34,6 +34,7 @@ from compare_trainer import (  # benchmarks/, the script's folder
     isa_line,
     runs_bf16,
 )
+from rows import pick
 
 from bertsent.model import load_model, load_tokenizer
 from bertsent.runtime import use_threads
@@ -150,8 +151,8 @@ def main() -> None:
         "compile frozen + bf16 weights + budget 4096, buckets of 64": lever(
             lambda: compiled(bf16_weights()), batches_by_tokens(lengths, 4096), 64, plain),
     }
-    only = set(args.only.split(",")) if args.only else None
-    chosen = {k: v for k, v in levers.items() if not only or any(o in k for o in only)}
+    names = pick(levers, args.only, parser)
+    chosen = {k: v for k, v in levers.items() if k in names}
     print(f"{args.samples} reviews, max length {args.max_length}, mean {lengths.mean():.0f} "
           f"tokens, threads {torch.get_num_threads()}, bf16 native: {bf16}, best of "
           f"{args.rounds} interleaved rounds{isa_line()}", flush=True)

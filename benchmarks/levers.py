@@ -20,6 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from rows import pick  # benchmarks/, the script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -74,8 +76,8 @@ def main() -> None:
     defaults = next(extra for name, extra in LEVERS if "first token" in name)  # train's defaults
     levers = LEVERS + ([("+ torch.compile (on the defaults)", [*defaults, "--compile"])]
                        if args.compile else [])
-    if args.only:
-        levers = [(n, e) for n, e in levers if any(o in n for o in args.only.split(","))]
+    chosen = pick([name for name, _ in levers], args.only, parser)
+    levers = [(n, e) for n, e in levers if n in chosen]
     rates: dict[str, list[float]] = {name: [] for name, _ in levers}
     for _ in range(args.rounds):
         for name, extra in levers:
