@@ -301,6 +301,8 @@ def test_three_class_names_reach_predict_and_pipeline(three_class_run, capsys):
     for o, t in zip(ours, theirs, strict=True):
         assert set(o["probabilities"]) == {d["label"] for d in t} == \
             {"negative", "neutral", "positive"}
+        for d in t:  # fp32 (predict's default): the same probabilities, batched or not
+            assert o["probabilities"][d["label"]] == pytest.approx(d["score"], abs=1e-6, rel=0)
         assert o["label"] == max(t, key=lambda d: d["score"])["label"]
     assert ours[0]["label"] == "positive" and ours[2]["label"] == "negative"
 
