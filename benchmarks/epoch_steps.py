@@ -11,6 +11,8 @@ faults and its peak RSS (that round's).
 
     python benchmarks/epoch_steps.py --threads 2                 # about 20 minutes, 2 cores
     python benchmarks/epoch_steps.py --steps 200 --only cut      # quicker, two rows
+    python benchmarks/epoch_steps.py --threads 2 --steps 2875 --rounds 2 \
+        --only "whole last layer, 4,096,cut last layer, 4,096"    # a whole epoch, about an hour
 """
 
 from __future__ import annotations
