@@ -105,8 +105,7 @@ def main() -> None:
     if args.out:
         Path(args.out).write_text(json.dumps({
             "cpu": cpu, "config": args.config, "steps": args.steps, "as_run": args.as_run,
-            "threads": args.threads,
-            "rounds": args.rounds, "rows": runs}, indent=2) + "\n")
+            "threads": args.threads, "rounds": args.rounds, "rows": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
